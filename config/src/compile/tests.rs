@@ -1,0 +1,211 @@
+use std::path::Path;
+use std::time::Duration;
+
+use portcullis_routes::{Lookup, RouteId};
+
+use super::*;
+
+fn ok(text: &str) -> Snapshot {
+    compile(Path::new("test.toml"), text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn errors(text: &str) -> Vec<String> {
+    match compile(Path::new("test.toml"), text) {
+        Ok(_) => panic!("expected errors"),
+        Err(e) => e.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+const BASE: &str = r#"
+[[tenants]]
+id = "acme"
+key_sha256 = ["2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"]
+"#;
+
+#[test]
+fn empty_config_gets_the_documented_defaults() {
+    let s = ok("");
+    assert_eq!(s.server.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
+    assert_eq!(s.server.admin_listen, "127.0.0.1:9901".parse().unwrap());
+    assert_eq!(s.server.gateway_key_header, "x-portcullis-key");
+    assert_eq!(s.server.max_request_header_bytes, 64 * 1024);
+    assert_eq!(s.secrets.env_prefix.as_deref(), Some("PORTCULLIS_SECRET_"));
+    assert!(s.routes.is_empty());
+    assert_eq!(s.hash, config_hash(""));
+}
+
+#[test]
+fn a_route_compiles_with_defaults_and_is_found_by_the_table() {
+    let s = ok(&format!(
+        "{BASE}
+[[routes]]
+name = \"pd\"
+tenant = \"acme\"
+path = \"/pd\"
+target = \"https://api.pagerduty.com/v2/\"
+headers = {{ Authorization = \"Token token=${{secret:pagerduty}}\" }}
+"
+    ));
+    let r = &s.routes[0];
+    assert_eq!(r.name, "pd");
+    assert_eq!(s.tenant_of(r).id, "acme");
+    assert_eq!(
+        r.targets,
+        vec![Target {
+            tls: true,
+            host: "api.pagerduty.com".into(),
+            port: 443,
+            base_path: "/v2".into()
+        }]
+    );
+    assert!(r.change_origin);
+    assert!(!r.public);
+    assert!(r.tls_verify);
+    assert_eq!(r.retries, 1);
+    assert_eq!(r.timeouts, Timeouts::default());
+    assert_eq!(r.rewrite, Rewrite::StripPrefix);
+    assert_eq!(r.secret_refs, vec!["pagerduty".to_string()]);
+    assert_eq!(r.headers[0].name, "authorization");
+    assert_eq!(
+        s.table.lookup("gw.example.com", "/pd/incidents", "GET"),
+        Lookup::Matched(RouteId(0))
+    );
+}
+
+#[test]
+fn the_shipped_examples_compile() {
+    for name in ["saas.toml", "minimal.toml"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name);
+        load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+#[test]
+fn errors_carry_file_line_and_column() {
+    let errs = errors(&format!(
+        "{BASE}
+[[routes]]
+name = \"pd\"
+tenant = \"nobody\"
+path = \"/pd\"
+target = \"https://api.pagerduty.com\"
+"
+    ));
+    assert_eq!(
+        errs,
+        vec!["test.toml:8:10: error: routes 'pd': tenant: unknown tenant 'nobody'".to_string()]
+    );
+}
+
+#[test]
+fn every_error_is_reported_not_just_the_first() {
+    let errs = errors(
+        r#"
+[server]
+listen = ["nope"]
+[[tenants]]
+id = "Bad Id"
+[[egress_pools]]
+name = "p"
+addresses = []
+"#,
+    );
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+    assert!(errs[0].contains("server.listen: 'nope' is not an address:port"));
+    assert!(errs[1].contains("tenants.id: 'Bad Id' must be lowercase"));
+    assert!(errs[2].contains("addresses is empty"));
+}
+
+#[test]
+fn timeouts_and_health_checks_are_compiled() {
+    let s = ok(&format!(
+        "{BASE}
+[[routes]]
+name = \"pd\"
+tenant = \"acme\"
+path = \"/pd\"
+targets = [\"http://127.0.0.1:1\", \"http://127.0.0.1:2\"]
+connect_timeout_ms = 10
+read_timeout_ms = 20
+total_timeout_ms = 30
+health_check = {{ path = \"/h\", interval_ms = 150 }}
+"
+    ));
+    let r = &s.routes[0];
+    assert_eq!(r.timeouts.connect, Duration::from_millis(10));
+    assert_eq!(r.timeouts.read, Duration::from_millis(20));
+    assert_eq!(r.timeouts.total, Duration::from_millis(30));
+    assert_eq!(r.health_check.path.as_deref(), Some("/h"));
+    assert_eq!(r.health_check.interval, Duration::from_millis(150));
+    assert_eq!(r.targets.len(), 2);
+}
+
+#[test]
+fn named_allowlists_expand_with_their_exceptions() {
+    let s = ok(r#"
+[allowlists]
+office = ["10.0.0.0/8", "!10.1.0.0/16"]
+[[tenants]]
+id = "acme"
+caller_cidrs = ["@office", "192.0.2.7"]
+"#);
+    let c = s.tenants[0].caller_cidrs.as_ref().unwrap();
+    assert!(c.contains("10.2.3.4".parse().unwrap()));
+    assert!(!c.contains("10.1.3.4".parse().unwrap()));
+    assert!(c.contains("192.0.2.7".parse().unwrap()));
+    assert!(!c.contains("192.0.2.8".parse().unwrap()));
+}
+
+#[test]
+fn route_egress_pool_defaults_to_the_tenants() {
+    let s = ok(r#"
+[[egress_pools]]
+name = "eu"
+addresses = ["127.0.0.2"]
+[[egress_pools]]
+name = "us"
+addresses = ["127.0.0.3"]
+[[tenants]]
+id = "acme"
+egress_pool = "eu"
+[[routes]]
+name = "a"
+tenant = "acme"
+path = "/a"
+target = "https://a.example.com"
+[[routes]]
+name = "b"
+tenant = "acme"
+path = "/b"
+target = "https://b.example.com"
+egress_pool = "us"
+"#);
+    assert_eq!(s.routes[0].egress_pool, Some(0));
+    assert_eq!(s.routes[1].egress_pool, Some(1));
+}
+
+#[test]
+fn targets_parse_ports_ipv6_and_reject_credentials() {
+    assert_eq!(
+        parse_target("http://[::1]:8080/x").unwrap(),
+        Target {
+            tls: false,
+            host: "::1".into(),
+            port: 8080,
+            base_path: "/x".into()
+        }
+    );
+    assert!(parse_target("https://u:p@h").unwrap_err().contains("credentials"));
+    assert!(parse_target("ftp://h").unwrap_err().contains("scheme 'ftp'"));
+    assert!(parse_target("https://h/?q=1").unwrap_err().contains("query"));
+    assert!(parse_target("h.example.com").is_err());
+}
+
+#[test]
+fn the_hash_identifies_the_source() {
+    let a = ok("# a");
+    let b = ok("# b");
+    assert_ne!(a.hash, b.hash);
+    assert_eq!(a.hash.len(), 64);
+    assert_eq!(a.short_hash().len(), 12);
+}

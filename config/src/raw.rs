@@ -1,0 +1,137 @@
+//! The raw TOML schema: exactly what an operator may write, nothing compiled.
+//!
+//! Every table denies unknown fields, so a typo is an error with its location rather than a
+//! silently ignored key. Fields that later validation needs to point at are `Spanned`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A whole configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    #[serde(default)]
+    pub(crate) server: RawServer,
+    #[serde(default)]
+    pub(crate) secrets: RawSecrets,
+    #[serde(default)]
+    pub(crate) allowlists: BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub(crate) egress_pools: Vec<Spanned<RawEgressPool>>,
+    #[serde(default)]
+    pub(crate) tenants: Vec<Spanned<RawTenant>>,
+    #[serde(default)]
+    pub(crate) routes: Vec<Spanned<RawRoute>>,
+}
+
+/// `[server]`: listeners and request limits.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServer {
+    pub(crate) listen: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub(crate) tls: Vec<Spanned<RawTlsListener>>,
+    pub(crate) admin_listen: Option<Spanned<String>>,
+    pub(crate) gateway_key_header: Option<Spanned<String>>,
+    pub(crate) max_request_body_bytes: Option<Spanned<u64>>,
+    pub(crate) max_request_header_bytes: Option<Spanned<u64>>,
+    pub(crate) trusted_proxies: Option<Vec<Spanned<String>>>,
+}
+
+/// `[[server.tls]]`: a TLS listener (HTTP/1.1 and HTTP/2 through ALPN).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTlsListener {
+    pub(crate) listen: Spanned<String>,
+    pub(crate) cert: Spanned<String>,
+    pub(crate) key: Spanned<String>,
+}
+
+/// `[secrets]`: where `${secret:NAME}` references are looked up.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSecrets {
+    pub(crate) env_prefix: Option<Spanned<String>>,
+    pub(crate) dir: Option<Spanned<String>>,
+}
+
+/// `[[egress_pools]]`: published source addresses.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEgressPool {
+    pub(crate) name: Spanned<String>,
+    pub(crate) addresses: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) upcoming: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) retiring: Vec<Spanned<String>>,
+}
+
+/// `[[tenants]]`: who owns routes and how their callers authenticate.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTenant {
+    pub(crate) id: Spanned<String>,
+    pub(crate) egress_pool: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) key_sha256: Vec<Spanned<String>>,
+    pub(crate) caller_cidrs: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// `[[routes]]`: one path prefix mapped to an upstream API.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    pub(crate) name: Spanned<String>,
+    pub(crate) tenant: Spanned<String>,
+    pub(crate) host: Option<Spanned<String>>,
+    pub(crate) path: Spanned<String>,
+    pub(crate) target: Option<Spanned<String>>,
+    pub(crate) targets: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) change_origin: Option<bool>,
+    pub(crate) allowed_methods: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    pub(crate) allowed_headers: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) headers: BTreeMap<String, Spanned<String>>,
+    pub(crate) strip_prefix: Option<bool>,
+    pub(crate) rewrite_prefix: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) public: bool,
+    pub(crate) caller_cidrs: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) allow_destinations: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) ca_file: Option<Spanned<String>>,
+    pub(crate) tls_verify: Option<bool>,
+    #[serde(default)]
+    pub(crate) upstream_http2: bool,
+    pub(crate) egress_pool: Option<Spanned<String>>,
+    pub(crate) connect_timeout_ms: Option<Spanned<u64>>,
+    pub(crate) read_timeout_ms: Option<Spanned<u64>>,
+    pub(crate) total_timeout_ms: Option<Spanned<u64>>,
+    pub(crate) retries: Option<Spanned<u32>>,
+    pub(crate) max_request_body_bytes: Option<Spanned<u64>>,
+    pub(crate) health_check: Option<Spanned<RawHealthCheck>>,
+    #[serde(default)]
+    pub(crate) accept: Vec<Spanned<RawAcceptRule>>,
+}
+
+/// `[routes.health_check]`: active checks of each target.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHealthCheck {
+    pub(crate) path: Option<Spanned<String>>,
+    pub(crate) interval_ms: Option<Spanned<u64>>,
+}
+
+/// `[[routes.accept]]`: one accepted method/path/query shape.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAcceptRule {
+    #[serde(default)]
+    pub(crate) methods: Vec<String>,
+    pub(crate) path: Spanned<String>,
+    #[serde(default)]
+    pub(crate) query: BTreeMap<String, String>,
+}

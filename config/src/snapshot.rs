@@ -1,0 +1,279 @@
+//! The compiled, immutable configuration the gateway runs on.
+//!
+//! Everything here has been validated: the proxy uses it without re-checking. Indices between
+//! tables (a route's tenant, a tenant's egress pool) are plain `usize`s into the snapshot's
+//! own vectors, so a lookup on the request path is an index, not a name search.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use portcullis_allowlist::{AcceptRules, CidrSet, DestinationGuard};
+use portcullis_routes::{MethodSet, PathPrefix, Rewrite, RouteTable};
+
+use crate::Template;
+
+/// Default public listener.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default admin listener.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
+/// Default header carrying a caller's gateway key.
+pub const DEFAULT_GATEWAY_KEY_HEADER: &str = "x-portcullis-key";
+/// Default cap on the total size of request headers.
+pub const DEFAULT_MAX_REQUEST_HEADER_BYTES: usize = 64 * 1024;
+
+/// Request headers forwarded by default (Backstage proxy-backend's safe list). Anything else
+/// the caller sends is dropped unless the route lists it in `allowed_headers`.
+pub const DEFAULT_FORWARD_HEADERS: &[&str] = &[
+    "cache-control",
+    "content-language",
+    "content-length",
+    "content-type",
+    "expires",
+    "last-modified",
+    "pragma",
+    "host",
+    "accept",
+    "accept-language",
+    "user-agent",
+];
+
+/// The compiled configuration: one value, swapped whole on reload.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// sha256 of the configuration source, hex.
+    pub hash: String,
+    /// The file it was loaded from.
+    pub source_path: PathBuf,
+    /// Listeners and limits.
+    pub server: Server,
+    /// Where secrets are looked up.
+    pub secrets: SecretSources,
+    /// Published egress pools.
+    pub egress_pools: Vec<EgressPool>,
+    /// Tenants, referenced by index from routes.
+    pub tenants: Vec<Tenant>,
+    /// Routes, in file order; `RouteId(i)` of `table` is `routes[i]`.
+    pub routes: Vec<Route>,
+    /// The lookup index over `routes`.
+    pub table: RouteTable,
+}
+
+/// Listeners and request limits.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// Plain HTTP listeners.
+    pub listen: Vec<SocketAddr>,
+    /// TLS listeners (HTTP/1.1 and HTTP/2 by ALPN).
+    pub tls: Vec<TlsListener>,
+    /// The admin API listener.
+    pub admin_listen: SocketAddr,
+    /// Lowercase name of the header carrying a caller's gateway key.
+    pub gateway_key_header: String,
+    /// Default cap on a request body; `None` is unlimited.
+    pub max_request_body_bytes: Option<u64>,
+    /// Cap on the total size of request headers.
+    pub max_request_header_bytes: usize,
+    /// Peers whose `X-Forwarded-For` is trusted and extended rather than replaced.
+    pub trusted_proxies: CidrSet,
+}
+
+/// A TLS listener.
+#[derive(Debug, Clone)]
+pub struct TlsListener {
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// Where `${secret:NAME}` is looked up for a tenant.
+#[derive(Debug, Clone, Default)]
+pub struct SecretSources {
+    /// Environment variables `{prefix}{TENANT}_{NAME}` (uppercased, other characters as `_`).
+    pub env_prefix: Option<String>,
+    /// Files `{dir}/{tenant}/{name}`.
+    pub dir: Option<PathBuf>,
+}
+
+/// A set of published source addresses.
+#[derive(Debug, Clone)]
+pub struct EgressPool {
+    /// Pool name.
+    pub name: String,
+    /// Addresses connections are bound to.
+    pub addresses: Vec<IpAddr>,
+    /// Addresses announced ahead of use.
+    pub upcoming: Vec<IpAddr>,
+    /// Addresses being phased out (still published).
+    pub retiring: Vec<IpAddr>,
+}
+
+/// A tenant: owner of routes and of secrets.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    /// Tenant id.
+    pub id: String,
+    /// Index into `Snapshot::egress_pools`.
+    pub egress_pool: Option<usize>,
+    /// sha256 digests of the tenant's gateway keys.
+    pub key_hashes: Vec<[u8; 32]>,
+    /// Where the tenant's callers may come from; `None` is anywhere.
+    pub caller_cidrs: Option<CidrSet>,
+}
+
+/// One compiled route.
+#[derive(Debug)]
+pub struct Route {
+    /// Route name (unique).
+    pub name: String,
+    /// Index into `Snapshot::tenants`.
+    pub tenant: usize,
+    /// The path prefix this route answers.
+    pub path_prefix: PathPrefix,
+    /// How the path is rewritten before it goes upstream.
+    pub rewrite: Rewrite,
+    /// Methods accepted (405 otherwise).
+    pub methods: MethodSet,
+    /// Upstream targets (at least one).
+    pub targets: Vec<Target>,
+    /// Set `Host` to the target's authority (otherwise the caller's is forwarded).
+    pub change_origin: bool,
+    /// Lowercase request/response header names forwarded besides the default safe list.
+    pub allowed_headers: Vec<String>,
+    /// Headers injected on the upstream request (caller copies are dropped first).
+    pub headers: Vec<InjectedHeader>,
+    /// No gateway key required.
+    pub public: bool,
+    /// Where callers of this route may come from; `None` is the tenant's rule.
+    pub caller_cidrs: Option<CidrSet>,
+    /// Which non-public destination ranges this route may reach.
+    pub destinations: DestinationGuard,
+    /// Method/path/query accept rules (empty: everything).
+    pub accept: AcceptRules,
+    /// Upstream TLS verification.
+    pub tls_verify: bool,
+    /// A CA bundle to verify the upstream with instead of the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Offer HTTP/2 to the upstream through ALPN.
+    pub upstream_http2: bool,
+    /// Index into `Snapshot::egress_pools` (route override or the tenant's).
+    pub egress_pool: Option<usize>,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Retries of failed connections for idempotent methods.
+    pub retries: u32,
+    /// Cap on the request body; `None` is unlimited.
+    pub max_request_body_bytes: Option<u64>,
+    /// Active health checks of the targets.
+    pub health_check: HealthCheck,
+    /// Names of the secrets the route's headers reference.
+    pub secret_refs: Vec<String>,
+}
+
+/// An upstream target parsed from a URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// `https`.
+    pub tls: bool,
+    /// Host name or IP literal (IPv6 without brackets).
+    pub host: String,
+    /// Port (scheme default if absent).
+    pub port: u16,
+    /// Path the request path is appended to ("" for none).
+    pub base_path: String,
+}
+
+/// A header set on the upstream request.
+#[derive(Debug, Clone)]
+pub struct InjectedHeader {
+    /// Lowercase header name.
+    pub name: String,
+    /// The value, with references.
+    pub value: Template,
+}
+
+/// Upstream timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP connect (and TLS handshake).
+    pub connect: Duration,
+    /// Longest wait for the next bytes from the upstream.
+    pub read: Duration,
+    /// Longest whole exchange with the upstream, checked at each read.
+    pub total: Duration,
+}
+
+/// Active health checking of route targets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// HTTP path to GET; `None` checks that a TCP connection opens.
+    pub path: Option<String>,
+    /// Time between checks.
+    pub interval: Duration,
+}
+
+// === impl Snapshot ===
+
+impl Snapshot {
+    /// The first 12 hex digits of the hash, for logs and the console.
+    pub fn short_hash(&self) -> &str {
+        &self.hash[..12.min(self.hash.len())]
+    }
+
+    /// The tenant of a route.
+    pub fn tenant_of(&self, route: &Route) -> &Tenant {
+        &self.tenants[route.tenant]
+    }
+
+    /// Looks up a route by name.
+    pub fn route(&self, name: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.name == name)
+    }
+}
+
+// === impl Target ===
+
+impl Target {
+    /// `host:port` as written in a `Host` header (IPv6 bracketed, default port omitted).
+    pub fn authority(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        let default_port = if self.tls { 443 } else { 80 };
+        if self.port == default_port {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "https" } else { "http" };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        write!(f, "{scheme}://{host}:{}{}", self.port, self.base_path)
+    }
+}
+
+// === impl Timeouts ===
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(5),
+            read: Duration::from_secs(60),
+            total: Duration::from_secs(300),
+        }
+    }
+}
