@@ -1,0 +1,187 @@
+//! The command line as a user runs it: `check` on good and bad files, `hash-key`, and the
+//! one-command demo answering real requests.
+
+mod support;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+fn portcullis() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+    cmd.env_remove("PORTCULLIS_CONFIG")
+        .env_remove("PORTCULLIS_SECRET_ACME_PAGERDUTY");
+    cmd
+}
+
+fn repo_file(path: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path)
+}
+
+#[test]
+fn check_accepts_a_valid_file_and_prints_its_hash() {
+    let path = repo_file("config/examples/minimal.toml");
+    let out = portcullis()
+        .args(["check", "--config"])
+        .arg(&path)
+        .env("PORTCULLIS_SECRET_ACME_PAGERDUTY", "set")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let expected = portcullis_config::config_hash(&std::fs::read_to_string(&path).unwrap());
+    assert_eq!(stdout, format!("OK {expected}\n"));
+    assert!(
+        out.stderr.is_empty(),
+        "no warning when the secret is present"
+    );
+}
+
+#[test]
+fn check_warns_about_a_missing_secret_without_failing() {
+    let out = portcullis()
+        .args(["check", "--config"])
+        .arg(repo_file("config/examples/minimal.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("warning: route 'acme-pagerduty': secret 'pagerduty' of tenant 'acme' is missing (looked in $PORTCULLIS_SECRET_ACME_PAGERDUTY)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_reports_every_error_with_its_location_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[[tenants]]\nid = \"acme\"\n\n[[routes]]\nname = \"r\"\ntenant = \"nope\"\npath = \"x\"\ntarget = \"https://a.example.com\"\n",
+    )
+    .unwrap();
+    let out = portcullis()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let p = path.display();
+    assert_eq!(
+        stderr,
+        format!(
+            "{p}:6:10: error: routes 'r': tenant: unknown tenant 'nope'\n\
+             {p}:7:8: error: routes 'r': path: {}\n\
+             2 errors in {p}\n",
+            portcullis_routes::PathPrefix::parse("x").unwrap_err()
+        )
+    );
+}
+
+#[test]
+fn check_names_a_missing_file() {
+    let out = portcullis()
+        .args(["check", "--config", "/nonexistent/portcullis.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("/nonexistent/portcullis.toml: cannot read config"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn hash_key_reads_stdin() {
+    let mut child = portcullis()
+        .arg("hash-key")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"foo\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_proxies_with_an_injected_secret_from_its_egress_ip() {
+    let port = free_port();
+    let admin = free_port();
+    let mut child = portcullis()
+        .args([
+            "demo",
+            "--threads",
+            "1",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--admin-listen",
+            &format!("127.0.0.1:{admin}"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let c = client();
+    let url = format!("http://127.0.0.1:{port}/demo/echo/hello?x=1");
+    let resp = loop {
+        match c
+            .get(&url)
+            .header("x-portcullis-key", "demo-key")
+            .send()
+            .await
+        {
+            Ok(r) => break r,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("demo did not come up: {e}"),
+        }
+    };
+    assert_eq!(resp.status(), 200);
+    let echo = json(&resp.text().await.unwrap());
+    assert_eq!(echo["path"], "/api/hello?x=1");
+    assert_eq!(
+        echo["headers"]["authorization"],
+        "Bearer demo-token-not-a-real-secret"
+    );
+    assert!(
+        echo["source_address"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.2:"),
+        "{echo}"
+    );
+
+    let resp = c
+        .get(format!("http://127.0.0.1:{port}/demo/echo/hello"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = c
+        .get(format!("http://127.0.0.1:{port}/demo/status"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let banner = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        banner.contains(&format!("curl -s http://127.0.0.1:{port}/demo/echo/hello")),
+        "{banner}"
+    );
+}

@@ -1,0 +1,484 @@
+//! Shared pieces of the end-to-end tests: a recording mock upstream, the real `portcullis`
+//! binary started on free loopback ports, a raw-socket client for requests that HTTP clients
+//! would "fix" (traversal), and test TLS material.
+//!
+//! Everything listens on loopback; nothing here sends traffic anywhere else.
+
+#![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
+
+/// What the mock upstream saw of one request.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub uri: String,
+    pub version: http::Version,
+    pub headers: http::HeaderMap,
+    pub peer: SocketAddr,
+    pub body_len: u64,
+}
+
+/// How the mock upstream answers.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: ReplyBody,
+    pub delay: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum ReplyBody {
+    Text(String),
+    /// `n` zero bytes, streamed in 64 KiB chunks.
+    Zeros(u64),
+}
+
+type Responder = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
+
+pub struct UpstreamBuilder {
+    ip: IpAddr,
+    tls: Option<TestCert>,
+    responder: Responder,
+}
+
+/// A running mock upstream; stops when dropped.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<Recorded>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// A self-signed CA and a server certificate for `localhost` / 127.0.0.1 signed by it.
+#[derive(Clone)]
+pub struct TestCert {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// The `portcullis` binary running a config; killed when dropped.
+pub struct GatewayProcess {
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    child: Child,
+    log_path: PathBuf,
+}
+
+// === impl Reply ===
+
+impl Reply {
+    pub fn ok(text: &str) -> Self {
+        Self {
+            status: 200,
+            headers: vec![],
+            body: ReplyBody::Text(text.to_owned()),
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+}
+
+// === impl UpstreamBuilder ===
+
+impl UpstreamBuilder {
+    pub fn new() -> Self {
+        Self {
+            ip: IpAddr::from([127, 0, 0, 1]),
+            tls: None,
+            responder: Arc::new(|r: &Recorded| Reply::ok(&format!("hello from {}", r.uri))),
+        }
+    }
+
+    pub fn ip(mut self, ip: &str) -> Self {
+        self.ip = ip.parse().unwrap();
+        self
+    }
+
+    pub fn tls(mut self, cert: &TestCert) -> Self {
+        self.tls = Some(cert.clone());
+        self
+    }
+
+    pub fn reply(mut self, f: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Self {
+        self.responder = Arc::new(f);
+        self
+    }
+
+    pub async fn start(self) -> Upstream {
+        let listener = TcpListener::bind(SocketAddr::new(self.ip, 0))
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let acceptor = self.tls.map(|cert| tls_acceptor(&cert));
+        let responder = self.responder;
+        let task_log = Arc::clone(&log);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, peer)) = listener.accept().await else {
+                    return;
+                };
+                let log = Arc::clone(&task_log);
+                let responder = Arc::clone(&responder);
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        let log = Arc::clone(&log);
+                        let responder = Arc::clone(&responder);
+                        async move { Ok::<_, Infallible>(handle(req, peer, log, responder).await) }
+                    });
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match acceptor {
+                        Some(acceptor) => {
+                            if let Ok(tls) = acceptor.accept(stream).await {
+                                let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+                            }
+                        }
+                        None => {
+                            let _ = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                    }
+                });
+            }
+        });
+        Upstream { addr, log, task }
+    }
+}
+
+type BoxBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+async fn handle(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    log: Arc<Mutex<Vec<Recorded>>>,
+    responder: Responder,
+) -> Response<BoxBody> {
+    let (parts, mut body) = req.into_parts();
+    let mut body_len = 0u64;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => body_len += f.data_ref().map_or(0, |d| d.len() as u64),
+            Err(_) => break,
+        }
+    }
+    let recorded = Recorded {
+        method: parts.method.to_string(),
+        uri: parts.uri.to_string(),
+        version: parts.version,
+        headers: parts.headers,
+        peer,
+        body_len,
+    };
+    let reply = responder(&recorded);
+    log.lock().await.push(recorded);
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
+    let mut resp = Response::builder().status(reply.status);
+    for (n, v) in &reply.headers {
+        resp = resp.header(n, v);
+    }
+    let body: BoxBody = match reply.body {
+        ReplyBody::Text(t) => Full::new(Bytes::from(t)).boxed(),
+        ReplyBody::Zeros(n) => {
+            resp = resp.header("content-length", n);
+            let chunk = Bytes::from(vec![0u8; 64 * 1024]);
+            let chunks = n / chunk.len() as u64;
+            let rest = (n % chunk.len() as u64) as usize;
+            let stream = futures_stream(chunks, rest, chunk);
+            StreamBody::new(stream).boxed()
+        }
+    };
+    resp.body(body).unwrap()
+}
+
+fn futures_stream(
+    chunks: u64,
+    rest: usize,
+    chunk: Bytes,
+) -> impl futures_core::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send {
+    let tail = chunk.slice(..rest);
+    let mut sent = 0u64;
+    let mut tail_sent = rest == 0;
+    futures_util::stream::poll_fn(move |_| {
+        if sent < chunks {
+            sent += 1;
+            std::task::Poll::Ready(Some(Ok(Frame::data(chunk.clone()))))
+        } else if !tail_sent {
+            tail_sent = true;
+            std::task::Poll::Ready(Some(Ok(Frame::data(tail.clone()))))
+        } else {
+            std::task::Poll::Ready(None)
+        }
+    })
+}
+
+fn tls_acceptor(cert: &TestCert) -> tokio_rustls::TlsAcceptor {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = vec![CertificateDer::from_pem_slice(cert.cert_pem.as_bytes()).unwrap()];
+    let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+// === impl Upstream ===
+
+impl Upstream {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn requests(&self) -> Vec<Recorded> {
+        self.log.lock().await.clone()
+    }
+
+    pub async fn last(&self) -> Recorded {
+        self.log
+            .lock()
+            .await
+            .last()
+            .cloned()
+            .expect("upstream saw no request")
+    }
+
+    pub async fn count(&self) -> usize {
+        self.log.lock().await.len()
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+// === impl TestCert ===
+
+impl TestCert {
+    pub fn generate() -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "portcullis test CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "localhost");
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        Self {
+            ca_pem: ca.pem(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+
+    pub fn write(&self, dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+        let ca = dir.join("ca.pem");
+        let cert = dir.join("cert.pem");
+        let key = dir.join("key.pem");
+        std::fs::write(&ca, &self.ca_pem).unwrap();
+        std::fs::write(&cert, &self.cert_pem).unwrap();
+        std::fs::write(&key, &self.key_pem).unwrap();
+        (ca, cert, key)
+    }
+}
+
+// === impl GatewayProcess ===
+
+/// A loopback port that was free a moment ago (the kernel hands out ephemeral ports in order,
+/// so a just-released one is not handed out again soon).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}
+
+impl GatewayProcess {
+    /// Starts `portcullis run` on `config` (which must contain `{LISTEN}` and `{ADMIN}` where the
+    /// addresses go) with extra environment variables.
+    pub fn start(config: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_with(config, env, |_| {})
+    }
+
+    /// As `start`, letting the caller write files into the config directory first (`{DIR}` in
+    /// the config is replaced by its path).
+    pub fn start_with(config: &str, env: &[(&str, &str)], prepare: impl FnOnce(&Path)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        prepare(dir.path());
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let text = config
+            .replace("{LISTEN}", &addr.to_string())
+            .replace("{ADMIN}", &admin_addr.to_string())
+            .replace("{DIR}", dir.path().to_str().unwrap());
+        let config_path = dir.path().join("portcullis.toml");
+        std::fs::write(&config_path, text).unwrap();
+        let log_path = dir.path().join("gateway.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        cmd.args(["run", "--threads", "1", "--config"])
+            .arg(&config_path)
+            .env("RUST_LOG", "info")
+            .env_remove("PORTCULLIS_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawning portcullis");
+        let mut gw = Self {
+            addr,
+            admin_addr,
+            dir,
+            config_path,
+            child,
+            log_path,
+        };
+        gw.wait_ready();
+        gw
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("portcullis exited early ({status}):\n{}", self.log());
+            }
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(100)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!(
+            "portcullis did not listen on {} in time:\n{}",
+            self.addr,
+            self.log()
+        );
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Peak resident memory of the gateway process, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain client (no proxy from the environment, no redirects).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// Sends bytes as they are and returns (status, headers, body) of the response; for requests
+/// an HTTP client would normalise (`/../`, `%2e%2e`, backslashes).
+pub fn raw_request(addr: SocketAddr, request: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    let _ = stream.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// Parses a JSON body.
+pub fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// The header map of a recorded request as name -> value strings, for readable assertions.
+pub fn header_map(r: &Recorded) -> HashMap<String, String> {
+    r.headers
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_owned(),
+                v.to_str().unwrap_or("<binary>").to_owned(),
+            )
+        })
+        .collect()
+}
