@@ -115,6 +115,8 @@ impl Compiler<'_> {
     fn compile(&mut self, raw: RawConfig, file: &Path, source: &str) -> Option<Snapshot> {
         let server = self.server(&raw);
         let secrets = self.secrets(&raw);
+        let admin = self.admin(&raw);
+        let audit = self.audit(&raw);
         let allowlists = self.allowlists(&raw);
         let egress_pools = self.egress_pools(&raw);
         let pool_index: HashMap<&str, usize> = egress_pools
@@ -178,6 +180,9 @@ impl Compiler<'_> {
             source_path: file.to_path_buf(),
             server,
             secrets,
+            admin,
+            audit,
+            metrics_enabled: raw.metrics.enabled.unwrap_or(true),
             egress_pools,
             tenants,
             routes,
@@ -251,7 +256,8 @@ impl Compiler<'_> {
                 for l in list {
                     match self.socket_addr("server.listen", l) {
                         Some(a) if !seen.insert(a) => {
-                            self.r.error(l.span(), format!("server.listen: {a} is listed twice"));
+                            self.r
+                                .error(l.span(), format!("server.listen: {a} is listed twice"));
                             ok = false;
                         }
                         Some(a) => listen.push(a),
@@ -283,7 +289,10 @@ impl Compiler<'_> {
             }
         }
         if listen.is_empty() && tls.is_empty() && s.listen.is_some() && ok {
-            self.r.error(0..0, "server: no listener (server.listen and server.tls are both empty)");
+            self.r.error(
+                0..0,
+                "server: no listener (server.listen and server.tls are both empty)",
+            );
             ok = false;
         }
         let admin_listen = match &s.admin_listen {
@@ -386,13 +395,138 @@ impl Compiler<'_> {
         SecretSources { env_prefix, dir }
     }
 
+    fn admin(&mut self, raw: &RawConfig) -> Admin {
+        let a = &raw.admin;
+        let token_file = a.token_file.as_ref().map(|p| self.path(p));
+        let token_env = a.token_env.as_ref().map(|v| {
+            if v.get_ref().is_empty() {
+                self.r
+                    .error(v.span(), "admin.token_env: empty variable name");
+            }
+            v.get_ref().clone()
+        });
+        if let (Some(_), Some(env)) = (&a.token_file, &a.token_env) {
+            self.r
+                .error(env.span(), "admin: set token_file or token_env, not both");
+        }
+        let metrics_cidrs = match &a.metrics_cidrs {
+            None => CidrSet::default(),
+            Some(entries) => self
+                .cidr_set("admin.metrics_cidrs", entries, &BTreeMap::new())
+                .unwrap_or_default(),
+        };
+        Admin {
+            token_file,
+            token_env,
+            metrics_cidrs,
+        }
+    }
+
+    fn audit(&mut self, raw: &RawConfig) -> Audit {
+        let a = &raw.audit;
+        let defaults = Audit::default();
+        let max_bytes = match &a.max_bytes {
+            None => 100 * 1024 * 1024,
+            Some(v) if *v.get_ref() < 4096 => {
+                self.r.error(
+                    v.span(),
+                    format!("audit.max_bytes: {} is below 4096", v.get_ref()),
+                );
+                4096
+            }
+            Some(v) => *v.get_ref(),
+        };
+        let keep = match &a.keep {
+            None => 10,
+            Some(v) if *v.get_ref() > 1000 => {
+                self.r.error(
+                    v.span(),
+                    format!("audit.keep: {} is above 1000", v.get_ref()),
+                );
+                10
+            }
+            Some(v) => *v.get_ref() as usize,
+        };
+        let queue = match &a.queue {
+            None => defaults.queue,
+            Some(v) if *v.get_ref() == 0 || *v.get_ref() > 16 * 1024 * 1024 => {
+                self.r.error(
+                    v.span(),
+                    format!("audit.queue: {} is outside 1..=16777216", v.get_ref()),
+                );
+                defaults.queue
+            }
+            Some(v) => *v.get_ref() as usize,
+        };
+        let fail_closed = match &a.overflow {
+            None => false,
+            Some(v) => match v.get_ref().as_str() {
+                "drop" => false,
+                "fail_closed" => true,
+                other => {
+                    self.r.error(
+                        v.span(),
+                        format!("audit.overflow: '{other}' is not \"drop\" or \"fail_closed\""),
+                    );
+                    false
+                }
+            },
+        };
+        let sink = match a.sink.as_ref().map(|s| (s, s.get_ref().as_str())) {
+            None | Some((_, "off")) => {
+                if a.sink.is_none() && a.path.is_some() {
+                    // A path alone means a file sink.
+                    self.file_sink(a, max_bytes, keep)
+                } else {
+                    AuditSinkConfig::Off
+                }
+            }
+            Some((_, "stdout")) => AuditSinkConfig::Stdout,
+            Some((_, "file")) => self.file_sink(a, max_bytes, keep),
+            Some((s, other)) => {
+                self.r.error(
+                    s.span(),
+                    format!("audit.sink: '{other}' is not \"off\", \"stdout\" or \"file\""),
+                );
+                AuditSinkConfig::Off
+            }
+        };
+        Audit {
+            sink,
+            queue,
+            fail_closed,
+        }
+    }
+
+    fn file_sink(
+        &mut self,
+        a: &crate::raw::RawAudit,
+        max_bytes: u64,
+        keep: usize,
+    ) -> AuditSinkConfig {
+        match &a.path {
+            Some(p) => AuditSinkConfig::File {
+                path: self.path(p),
+                max_bytes,
+                keep,
+            },
+            None => {
+                let span = a.sink.as_ref().map_or(0..0, |s| s.span());
+                self.r.error(span, "audit: sink = \"file\" needs a path");
+                AuditSinkConfig::Off
+            }
+        }
+    }
+
     fn allowlists(&mut self, raw: &RawConfig) -> BTreeMap<String, CidrSet> {
         let mut out = BTreeMap::new();
         for (name, entries) in &raw.allowlists {
             if !is_identifier(name) {
                 self.r.error(
                     entries.span(),
-                    format!("allowlists: name '{name}' must be lowercase letters, digits, '-' and '_'"),
+                    format!(
+                        "allowlists: name '{name}' must be lowercase letters, digits, '-' and '_'"
+                    ),
                 );
                 continue;
             }
@@ -422,7 +556,8 @@ impl Compiler<'_> {
                         texts.extend(set.except().iter().map(|n| format!("!{n}")));
                     }
                     None => {
-                        self.r.error(e.span(), format!("{key}: unknown allowlist '@{name}'"));
+                        self.r
+                            .error(e.span(), format!("{key}: unknown allowlist '@{name}'"));
                         ok = false;
                     }
                 }
@@ -508,7 +643,8 @@ impl Compiler<'_> {
                     format!("tenants.id: '{id}' must be lowercase letters, digits, '-' and '_'"),
                 );
             } else if !ids.insert(id.clone()) {
-                self.r.error(t.id.span(), format!("tenants: duplicate tenant id '{id}'"));
+                self.r
+                    .error(t.id.span(), format!("tenants: duplicate tenant id '{id}'"));
             }
             let egress_pool = t.egress_pool.as_ref().and_then(|p| {
                 let found = pools.get(p.get_ref().as_str()).copied();
@@ -536,7 +672,11 @@ impl Compiler<'_> {
                 }
             }
             let caller_cidrs = t.caller_cidrs.as_ref().and_then(|c| {
-                self.cidr_set(&format!("tenants '{id}': caller_cidrs"), c.get_ref(), allowlists)
+                self.cidr_set(
+                    &format!("tenants '{id}': caller_cidrs"),
+                    c.get_ref(),
+                    allowlists,
+                )
             });
             out.push(Tenant {
                 id: id.clone(),
@@ -599,21 +739,28 @@ impl Compiler<'_> {
         let methods = match &r.allowed_methods {
             None => Some(MethodSet::Any),
             Some(m) => MethodSet::parse(m.get_ref())
-                .map_err(|e| self.r.error(m.span(), format!("{}: {e}", at("allowed_methods"))))
+                .map_err(|e| {
+                    self.r
+                        .error(m.span(), format!("{}: {e}", at("allowed_methods")))
+                })
                 .ok(),
         };
         let rewrite = match (&r.rewrite_prefix, r.strip_prefix) {
             (Some(p), Some(_)) => {
                 self.r.error(
                     p.span(),
-                    format!("{}: set rewrite_prefix or strip_prefix, not both", at("rewrite_prefix")),
+                    format!(
+                        "{}: set rewrite_prefix or strip_prefix, not both",
+                        at("rewrite_prefix")
+                    ),
                 );
                 None
             }
             (Some(p), None) => match PathPrefix::parse(p.get_ref()) {
                 Ok(_) => Some(Rewrite::ReplacePrefix(p.get_ref().clone())),
                 Err(e) => {
-                    self.r.error(p.span(), format!("{}: {e}", at("rewrite_prefix")));
+                    self.r
+                        .error(p.span(), format!("{}: {e}", at("rewrite_prefix")));
                     None
                 }
             },
@@ -624,11 +771,15 @@ impl Compiler<'_> {
             (Some(t), None) => vec![t],
             (None, Some(ts)) if !ts.get_ref().is_empty() => ts.get_ref().iter().collect(),
             (None, Some(ts)) => {
-                self.r.error(ts.span(), format!("{}: is empty", at("targets")));
+                self.r
+                    .error(ts.span(), format!("{}: is empty", at("targets")));
                 vec![]
             }
             (Some(t), Some(_)) => {
-                self.r.error(t.span(), format!("{}: set target or targets, not both", at("target")));
+                self.r.error(
+                    t.span(),
+                    format!("{}: set target or targets, not both", at("target")),
+                );
                 vec![]
             }
             (None, None) => {
@@ -685,9 +836,10 @@ impl Compiler<'_> {
                         value: t,
                     });
                 }
-                Err(e) => self
-                    .r
-                    .error(value.span(), format!("{}: {e}", at(&format!("headers.{header}")))),
+                Err(e) => self.r.error(
+                    value.span(),
+                    format!("{}: {e}", at(&format!("headers.{header}"))),
+                ),
             }
         }
         let caller_cidrs = r
@@ -711,12 +863,18 @@ impl Compiler<'_> {
                 if found.is_none() {
                     self.r.error(
                         p.span(),
-                        format!("{}: unknown egress_pool '{}'", at("egress_pool"), p.get_ref()),
+                        format!(
+                            "{}: unknown egress_pool '{}'",
+                            at("egress_pool"),
+                            p.get_ref()
+                        ),
                     );
                 }
                 found
             }
-            None => tenant.and_then(|t| tenants.get(t)).and_then(|t| t.egress_pool),
+            None => tenant
+                .and_then(|t| tenants.get(t))
+                .and_then(|t| t.egress_pool),
         };
         let defaults = Timeouts::default();
         let mut ms = |key: &str, v: &Option<Spanned<u64>>, default: Duration| match v {
@@ -724,21 +882,32 @@ impl Compiler<'_> {
             Some(v) if *v.get_ref() == 0 || *v.get_ref() > 24 * 3600 * 1000 => {
                 self.r.error(
                     v.span(),
-                    format!("{}: {} is outside 1..=86400000 milliseconds", at(key), v.get_ref()),
+                    format!(
+                        "{}: {} is outside 1..=86400000 milliseconds",
+                        at(key),
+                        v.get_ref()
+                    ),
                 );
                 default
             }
             Some(v) => Duration::from_millis(*v.get_ref()),
         };
         let timeouts = Timeouts {
-            connect: ms("connect_timeout_ms", &r.connect_timeout_ms, defaults.connect),
+            connect: ms(
+                "connect_timeout_ms",
+                &r.connect_timeout_ms,
+                defaults.connect,
+            ),
             read: ms("read_timeout_ms", &r.read_timeout_ms, defaults.read),
             total: ms("total_timeout_ms", &r.total_timeout_ms, defaults.total),
         };
         let retries = match &r.retries {
             None => 1,
             Some(v) if *v.get_ref() > 5 => {
-                self.r.error(v.span(), format!("{}: {} is more than 5", at("retries"), v.get_ref()));
+                self.r.error(
+                    v.span(),
+                    format!("{}: {} is more than 5", at("retries"), v.get_ref()),
+                );
                 0
             }
             Some(v) => *v.get_ref(),
@@ -756,7 +925,11 @@ impl Compiler<'_> {
                     } else {
                         self.r.error(
                             p.span(),
-                            format!("{}: '{}' must start with '/'", at("health_check.path"), p.get_ref()),
+                            format!(
+                                "{}: '{}' must start with '/'",
+                                at("health_check.path"),
+                                p.get_ref()
+                            ),
                         );
                         None
                     }
@@ -766,7 +939,11 @@ impl Compiler<'_> {
                     Some(v) if *v.get_ref() < 100 => {
                         self.r.error(
                             v.span(),
-                            format!("{}: {} is below 100", at("health_check.interval_ms"), v.get_ref()),
+                            format!(
+                                "{}: {} is below 100",
+                                at("health_check.interval_ms"),
+                                v.get_ref()
+                            ),
                         );
                         Duration::from_secs(5)
                     }
@@ -785,7 +962,9 @@ impl Compiler<'_> {
                 .collect();
             match AcceptRule::new(&a_ref.methods, a_ref.path.get_ref(), &query) {
                 Ok(rule) => rules.push(rule),
-                Err(e) => self.r.error(a_ref.path.span(), format!("{}: {e}", at("accept"))),
+                Err(e) => self
+                    .r
+                    .error(a_ref.path.span(), format!("{}: {e}", at("accept"))),
             }
         }
         if self.r.count() > errors_before {
@@ -835,9 +1014,10 @@ impl Compiler<'_> {
 fn is_identifier(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && s
-            .bytes()
+        && s.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
@@ -854,10 +1034,14 @@ pub fn parse_target(url: &str) -> Result<Target, String> {
         .authority()
         .ok_or_else(|| format!("'{url}' has no host"))?;
     if authority.as_str().contains('@') {
-        return Err(format!("'{url}': credentials in the URL are not allowed; use headers with ${{secret:…}}"));
+        return Err(format!(
+            "'{url}': credentials in the URL are not allowed; use headers with ${{secret:…}}"
+        ));
     }
     if uri.query().is_some() || url.contains('#') {
-        return Err(format!("'{url}': a target may not have a query or fragment"));
+        return Err(format!(
+            "'{url}': a target may not have a query or fragment"
+        ));
     }
     let host = authority
         .host()

@@ -17,6 +17,12 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub(crate) secrets: RawSecrets,
     #[serde(default)]
+    pub(crate) admin: RawAdmin,
+    #[serde(default)]
+    pub(crate) audit: RawAudit,
+    #[serde(default)]
+    pub(crate) metrics: RawMetrics,
+    #[serde(default)]
     pub(crate) allowlists: BTreeMap<String, Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     pub(crate) egress_pools: Vec<Spanned<RawEgressPool>>,
@@ -55,6 +61,34 @@ pub(crate) struct RawTlsListener {
 pub(crate) struct RawSecrets {
     pub(crate) env_prefix: Option<Spanned<String>>,
     pub(crate) dir: Option<Spanned<String>>,
+}
+
+/// `[admin]`: who may use the admin API.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    pub(crate) token_file: Option<Spanned<String>>,
+    pub(crate) token_env: Option<Spanned<String>>,
+    pub(crate) metrics_cidrs: Option<Vec<Spanned<String>>>,
+}
+
+/// `[audit]`: the tamper-evident audit log.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAudit {
+    pub(crate) sink: Option<Spanned<String>>,
+    pub(crate) path: Option<Spanned<String>>,
+    pub(crate) max_bytes: Option<Spanned<u64>>,
+    pub(crate) keep: Option<Spanned<u64>>,
+    pub(crate) queue: Option<Spanned<u64>>,
+    pub(crate) overflow: Option<Spanned<String>>,
+}
+
+/// `[metrics]`: the Prometheus exporter.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetrics {
+    pub(crate) enabled: Option<bool>,
 }
 
 /// `[[egress_pools]]`: published source addresses.

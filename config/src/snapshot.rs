@@ -50,6 +50,12 @@ pub struct Snapshot {
     pub server: Server,
     /// Where secrets are looked up.
     pub secrets: SecretSources,
+    /// Admin API access.
+    pub admin: Admin,
+    /// The audit log.
+    pub audit: Audit,
+    /// Whether request metrics are recorded.
+    pub metrics_enabled: bool,
     /// Published egress pools.
     pub egress_pools: Vec<EgressPool>,
     /// Tenants, referenced by index from routes.
@@ -97,6 +103,46 @@ pub struct SecretSources {
     pub env_prefix: Option<String>,
     /// Files `{dir}/{tenant}/{name}`.
     pub dir: Option<PathBuf>,
+}
+
+/// Admin API access rules.
+#[derive(Debug, Clone, Default)]
+pub struct Admin {
+    /// File holding the admin bearer token (re-read on reload).
+    pub token_file: Option<PathBuf>,
+    /// Environment variable holding the admin bearer token.
+    pub token_env: Option<String>,
+    /// Peers that may scrape `/metrics` without the token (loopback always may).
+    pub metrics_cidrs: CidrSet,
+}
+
+/// Where audit lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditSinkConfig {
+    /// No audit log.
+    Off,
+    /// Standard output.
+    Stdout,
+    /// A file rotated by size.
+    File {
+        /// The active file.
+        path: PathBuf,
+        /// Rotate before exceeding this many bytes.
+        max_bytes: u64,
+        /// Rotated files kept.
+        keep: usize,
+    },
+}
+
+/// The audit log settings (a change takes effect at the next restart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audit {
+    /// Where lines go.
+    pub sink: AuditSinkConfig,
+    /// Lines buffered between the request path and the writer.
+    pub queue: usize,
+    /// Refuse requests that cannot be audited (instead of counting dropped lines).
+    pub fail_closed: bool,
 }
 
 /// A set of published source addresses.
@@ -263,6 +309,18 @@ impl fmt::Display for Target {
             self.host.clone()
         };
         write!(f, "{scheme}://{host}:{}{}", self.port, self.base_path)
+    }
+}
+
+// === impl Audit ===
+
+impl Default for Audit {
+    fn default() -> Self {
+        Self {
+            sink: AuditSinkConfig::Off,
+            queue: 65_536,
+            fail_closed: false,
+        }
     }
 }
 

@@ -128,7 +128,10 @@ mod tests {
             ]
         );
         assert_eq!(t.secret_names().collect::<Vec<_>>(), ["pagerduty"]);
-        assert_eq!(t.to_string(), "Token token=${secret:pagerduty} v=${env:VERSION}!");
+        assert_eq!(
+            t.to_string(),
+            "Token token=${secret:pagerduty} v=${env:VERSION}!"
+        );
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! fails with exactly the text in its `.expected` sibling (set `UPDATE_EXPECT=1` to rewrite them,
 //! then review the diff).
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 
 fn fixtures(kind: &str) -> Vec<PathBuf> {

@@ -75,7 +75,9 @@ headers = {{ Authorization = \"Token token=${{secret:pagerduty}}\" }}
 #[test]
 fn the_shipped_examples_compile() {
     for name in ["saas.toml", "minimal.toml"] {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples")
+            .join(name);
         load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
 }
@@ -195,9 +197,15 @@ fn targets_parse_ports_ipv6_and_reject_credentials() {
             base_path: "/x".into()
         }
     );
-    assert!(parse_target("https://u:p@h").unwrap_err().contains("credentials"));
-    assert!(parse_target("ftp://h").unwrap_err().contains("scheme 'ftp'"));
-    assert!(parse_target("https://h/?q=1").unwrap_err().contains("query"));
+    assert!(parse_target("https://u:p@h")
+        .unwrap_err()
+        .contains("credentials"));
+    assert!(parse_target("ftp://h")
+        .unwrap_err()
+        .contains("scheme 'ftp'"));
+    assert!(parse_target("https://h/?q=1")
+        .unwrap_err()
+        .contains("query"));
     assert!(parse_target("h.example.com").is_err());
 }
 
