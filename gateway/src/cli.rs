@@ -7,14 +7,18 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand, ValueEnum};
-use portcullis_config::{LoadError, Snapshot, DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN};
+use portcullis_config::{
+    AuditSinkConfig, LoadError, Snapshot, DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN,
+};
 use sha2::{Digest, Sha256};
 
+use crate::audit::{AuditConfig, AuditLog, AuditSink, OverflowPolicy};
+use crate::control::{ConfigSource, ListenOverrides, Reloader, Shared};
 use crate::demo;
-use crate::runtime::Runtime;
-use crate::secrets::{Environment, ProcessEnv, SecretSource, SecretStore};
+use crate::metrics::Metrics;
+use crate::runtime::{BuildContext, Runtime};
+use crate::secrets::{Environment, ProcessEnv, SecretSource, SecretStore, SecretUsageRegistry};
 use crate::server::{build_server, ServeOptions};
 
 /// Portcullis: the egress gateway for a hosted developer portal.
@@ -55,6 +59,21 @@ pub enum Command {
     HashKey {
         /// The key (prefer stdin, so it stays out of shell history).
         key: Option<String>,
+    },
+    /// Audit log tools.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `portcullis audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain of audit files (oldest first): prints `OK …` or the first altered,
+    /// removed or reordered line, exit 0/1.
+    Verify {
+        /// Audit files in chain order (rotated files first: audit.jsonl.2 audit.jsonl.1 audit.jsonl).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -102,6 +121,7 @@ pub fn main() -> ExitCode {
         Some(Command::Demo(args)) => run_demo(&args),
         Some(Command::Check { config }) => return check(&config),
         Some(Command::HashKey { key }) => hash_key(key),
+        Some(Command::Audit(AuditCommand::Verify { files })) => return audit_verify(&files),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -129,15 +149,12 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let Some(path) = args.config else {
         return run_demo(&args.listen);
     };
-    let mut snapshot = match portcullis_config::load(&path) {
-        Ok(s) => s,
-        Err(LoadError::Invalid(errors)) => {
-            anyhow::bail!("invalid config, not starting:\n{errors}")
-        }
-        Err(e) => return Err(e.into()),
-    };
-    apply_listen_overrides(&mut snapshot, &args.listen);
-    serve(snapshot, &ProcessEnv, &args.listen, |_| Ok(()))
+    serve(
+        ConfigSource::File(path),
+        Arc::new(ProcessEnv),
+        &args.listen,
+        |_| Ok(()),
+    )
 }
 
 fn run_demo(args: &ListenArgs) -> anyhow::Result<()> {
@@ -148,74 +165,133 @@ fn run_demo(args: &ListenArgs) -> anyhow::Result<()> {
         .admin_listen
         .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.parse().expect("valid default"));
     let upstream = demo::free_loopback_addr().context("picking a port for the demo upstream")?;
-    let text = demo::demo_config(listen, admin, upstream);
-    let snapshot = portcullis_config::compile(Path::new("<built-in demo>"), &text)
-        .map_err(|e| anyhow::anyhow!("built-in demo config is invalid:\n{e}"))?;
-    println!("{}", demo::banner(listen, admin, upstream));
-    serve(snapshot, &demo::demo_env(), args, |server| {
-        let mut echo = pingora::services::listening::Service::new(
-            "demo upstream".to_owned(),
-            demo::EchoUpstream,
-        );
-        echo.add_tcp(&upstream.to_string());
-        server.add_service(echo);
-        Ok(())
-    })
-}
-
-fn apply_listen_overrides(snapshot: &mut Snapshot, args: &ListenArgs) {
-    if let Some(listen) = args.listen {
-        snapshot.server.listen = vec![listen];
-    }
-    if let Some(admin) = args.admin_listen {
-        snapshot.server.admin_listen = admin;
-    }
+    let dir = demo::prepare_dir().context("preparing the demo directory")?;
+    let text = demo::demo_config(listen, admin, upstream, &dir);
+    println!("{}", demo::banner(listen, admin, upstream, &dir));
+    let source = ConfigSource::Text {
+        name: PathBuf::from("<built-in demo>"),
+        text,
+    };
+    let no_overrides = ListenArgs {
+        listen: None,
+        admin_listen: None,
+        threads: args.threads,
+    };
+    serve(
+        source,
+        Arc::new(demo::demo_env()),
+        &no_overrides,
+        |server| {
+            let mut echo = pingora::services::listening::Service::new(
+                "demo upstream".to_owned(),
+                demo::EchoUpstream,
+            );
+            echo.add_tcp(&upstream.to_string());
+            server.add_service(echo);
+            Ok(())
+        },
+    )
 }
 
 fn serve(
-    snapshot: Snapshot,
-    env: &dyn Environment,
+    source: ConfigSource,
+    env: Arc<dyn Environment + Send + Sync>,
     args: &ListenArgs,
     extra: impl FnOnce(&mut pingora::server::Server) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
+    let overrides = ListenOverrides {
+        listen: args.listen,
+        admin_listen: args.admin_listen,
+    };
+    let mut snapshot = match source.load() {
+        Ok(s) => s,
+        Err(LoadError::Invalid(errors)) => {
+            anyhow::bail!("invalid config, not starting:\n{errors}")
+        }
+        Err(e) => return Err(e.into()),
+    };
+    overrides.apply(&mut snapshot);
     let mut fingerprint_key = [0u8; 32];
     rand::fill(&mut fingerprint_key);
     let hash = snapshot.short_hash().to_owned();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the setup runtime")?
-        .block_on(Runtime::build(snapshot, env, &fingerprint_key))
-        .context("building the runtime")?;
+    let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
+    let usage = SecretUsageRegistry::default();
+    let (audit, audit_writer) = open_audit(&snapshot)?;
+    let runtime = {
+        let cx = BuildContext {
+            env: env.as_ref(),
+            fingerprint_key: &fingerprint_key,
+            metrics: &metrics,
+            usage: &usage,
+        };
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the setup runtime")?
+            .block_on(Runtime::build(snapshot, &cx))
+            .context("building the runtime")?
+    };
     for (route, state) in runtime.config.routes.iter().zip(&runtime.routes) {
         if !state.missing.is_empty() {
             tracing::warn!(route = %route.name, missing = ?state.missing, "route will answer 503 secret_missing until its references resolve");
         }
     }
-    let listeners: Vec<String> = runtime
-        .config
-        .server
-        .listen
-        .iter()
-        .map(|a| format!("http://{a}"))
-        .chain(
-            runtime
-                .config
-                .server
-                .tls
-                .iter()
-                .map(|t| format!("https://{}", t.listen)),
-        )
-        .collect();
-    let shared = Arc::new(ArcSwap::from_pointee(runtime));
+    let shared = Arc::new(Shared::new(runtime, metrics, audit, usage));
+    let listeners = shared.listeners.clone();
+    let reloader = Arc::new(Reloader::new(
+        shared,
+        source,
+        overrides,
+        env,
+        fingerprint_key,
+    ));
     let mut options = ServeOptions::default();
     if let Some(threads) = args.threads {
         options.threads = threads;
     }
-    let mut server = build_server(shared, &options)?;
+    let mut server = build_server(reloader, audit_writer, &options)?;
     extra(&mut server)?;
     tracing::info!(config = %hash, listeners = ?listeners, "portcullis started");
     server.run_forever()
+}
+
+fn open_audit(snapshot: &Snapshot) -> anyhow::Result<(AuditLog, crate::audit::AuditWriter)> {
+    let sink = match &snapshot.audit.sink {
+        AuditSinkConfig::Off => AuditSink::Off,
+        AuditSinkConfig::Stdout => AuditSink::Stdout,
+        AuditSinkConfig::File {
+            path,
+            max_bytes,
+            keep,
+        } => AuditSink::File {
+            path: path.clone(),
+            max_bytes: *max_bytes,
+            keep: *keep,
+        },
+    };
+    AuditLog::open(AuditConfig {
+        sink,
+        queue_capacity: snapshot.audit.queue,
+        policy: if snapshot.audit.fail_closed {
+            OverflowPolicy::FailClosed
+        } else {
+            OverflowPolicy::Drop
+        },
+    })
+    .context("opening the audit log")
+}
+
+fn audit_verify(files: &[PathBuf]) -> ExitCode {
+    match crate::audit::verify(files) {
+        Ok(report) => {
+            println!("OK {} lines, head {}", report.lines, report.head_hash);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `portcullis check`: every error, or `OK <hash>` plus warnings about missing secrets.

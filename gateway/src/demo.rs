@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use http::Response;
@@ -20,13 +21,37 @@ pub const DEMO_TOKEN: &str = "demo-token-not-a-real-secret";
 #[derive(Debug, Default)]
 pub struct EchoUpstream;
 
-/// The demo configuration text for the given addresses.
-pub fn demo_config(listen: SocketAddr, admin_listen: SocketAddr, upstream: SocketAddr) -> String {
+/// The demo configuration text for the given addresses; `dir` holds the admin token and the
+/// audit log.
+pub fn demo_config(
+    listen: SocketAddr,
+    admin_listen: SocketAddr,
+    upstream: SocketAddr,
+    dir: &Path,
+) -> String {
     include_str!("demo.toml")
         .replace("{LISTEN}", &listen.to_string())
         .replace("{ADMIN_LISTEN}", &admin_listen.to_string())
         .replace("{UPSTREAM}", &upstream.to_string())
         .replace("{DEMO_KEY_SHA256}", &hex::encode(Sha256::digest(DEMO_KEY)))
+        .replace("{DIR}", &dir.display().to_string())
+}
+
+/// Creates the demo directory with a fresh admin token (mode 0600) and returns it.
+pub fn prepare_dir() -> std::io::Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = std::env::temp_dir().join(format!("portcullis-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let token = format!("{:032x}", rand::random::<u128>());
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(dir.join("admin-token"))?;
+    file.write_all(token.as_bytes())?;
+    Ok(dir)
 }
 
 /// The demo's environment: the demo secret, and nothing from the real process environment.
@@ -45,13 +70,18 @@ pub fn free_loopback_addr() -> std::io::Result<SocketAddr> {
 }
 
 /// What to print so a newcomer knows what to try.
-pub fn banner(listen: SocketAddr, admin: SocketAddr, upstream: SocketAddr) -> String {
+pub fn banner(listen: SocketAddr, admin: SocketAddr, upstream: SocketAddr, dir: &Path) -> String {
+    let token_file = dir.join("admin-token");
+    let audit = dir.join("audit.jsonl");
+    let token_file = token_file.display();
+    let audit = audit.display();
     format!(
         "\
 Portcullis demo
   gateway   http://{listen}
-  admin     http://{admin}   (admin API: next release)
+  admin     http://{admin}   (bearer token in {token_file})
   upstream  http://{upstream}   (demo echo server)
+  audit     {audit}
 
 Try:
   curl -s http://{listen}/demo/echo/hello -H 'x-portcullis-key: {DEMO_KEY}'
@@ -65,6 +95,12 @@ Try:
       -> a public route (no key)
   curl -s http://{listen}/.well-known/egress-ips.json
       -> the published egress IPs
+  curl -s http://{admin}/metrics
+      -> Prometheus metrics (no token needed from loopback)
+  curl -s http://{admin}/api/v1/traffic -H \"Authorization: Bearer $(cat {token_file})\"
+      -> the requests above, without header or query values
+  portcullis audit verify {audit}
+      -> checks the audit log's hash chain
 "
     )
 }

@@ -36,6 +36,8 @@ pub enum ErrorCode {
     SecretMissing,
     /// The upstream did not answer in time.
     UpstreamTimeout,
+    /// The audit log cannot take the request's line and the policy is fail-closed.
+    AuditUnavailable,
     /// An unexpected failure inside the gateway.
     Internal,
 }
@@ -53,7 +55,7 @@ struct ErrorBody<'a> {
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::NoRoute,
         ErrorCode::Unauthenticated,
         ErrorCode::CallerDenied,
@@ -66,6 +68,7 @@ impl ErrorCode {
         ErrorCode::UpstreamUnreachable,
         ErrorCode::SecretMissing,
         ErrorCode::UpstreamTimeout,
+        ErrorCode::AuditUnavailable,
         ErrorCode::Internal,
     ];
 
@@ -84,6 +87,7 @@ impl ErrorCode {
             ErrorCode::UpstreamUnreachable => "upstream_unreachable",
             ErrorCode::SecretMissing => "secret_missing",
             ErrorCode::UpstreamTimeout => "upstream_timeout",
+            ErrorCode::AuditUnavailable => "audit_unavailable",
             ErrorCode::Internal => "internal",
         }
     }
@@ -99,7 +103,7 @@ impl ErrorCode {
             ErrorCode::HeadersTooLarge => 431,
             ErrorCode::BadRequest => 400,
             ErrorCode::UpstreamUnreachable => 502,
-            ErrorCode::SecretMissing => 503,
+            ErrorCode::SecretMissing | ErrorCode::AuditUnavailable => 503,
             ErrorCode::UpstreamTimeout => 504,
             ErrorCode::Internal => 500,
         }
@@ -150,6 +154,7 @@ mod tests {
                 ("upstream_unreachable", 502),
                 ("secret_missing", 503),
                 ("upstream_timeout", 504),
+                ("audit_unavailable", 503),
                 ("internal", 500),
             ]
         );

@@ -9,16 +9,22 @@
 //! It is not the policy language (that is `portcullis-config`, `-routes` and `-allowlist`, all
 //! pure) and not the command line's argument parsing beyond [`cli`].
 
+pub mod admin;
+pub mod audit;
 pub mod cli;
+pub mod control;
 pub mod demo;
 pub mod egress;
 pub mod errors;
+pub mod metrics;
 pub mod proxy;
 pub mod runtime;
 pub mod secrets;
 pub mod server;
+pub mod traffic;
 pub mod upstream;
 
+pub use control::{Reloader, Shared};
 pub use errors::ErrorCode;
 pub use proxy::Gateway;
 pub use runtime::{Runtime, SharedRuntime};

@@ -25,9 +25,13 @@ use portcullis_routes::{join_base_path, Lookup, MethodSet};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::audit::{AuditEvent, AuditSlot, RequestRecord};
+use crate::control::Shared;
 use crate::egress::EGRESS_DOCUMENT_PATH;
 use crate::errors::ErrorCode;
-use crate::runtime::{Runtime, SharedRuntime};
+use crate::metrics::UpstreamErrorKind;
+use crate::runtime::Runtime;
+use crate::traffic::{redact_query, TrafficEntry};
 use crate::upstream::TargetIndex;
 
 /// Response headers dropped unless the route lists them in `allowed_headers`.
@@ -38,7 +42,7 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// The Portcullis proxy service.
 pub struct Gateway {
-    runtime: SharedRuntime,
+    shared: Arc<Shared>,
 }
 
 /// Per-request state, carried through every filter.
@@ -57,14 +61,19 @@ pub struct RequestCtx {
     client_ip: Option<IpAddr>,
     egress: Option<IpAddr>,
     status: u16,
+    upstream_addr: Option<std::net::SocketAddr>,
+    upstream_status: Option<u16>,
+    bytes_out: u64,
+    counted_active: bool,
+    audit_slot: Option<AuditSlot>,
 }
 
 // === impl Gateway ===
 
 impl Gateway {
-    /// A gateway serving whatever runtime is current in `runtime`.
-    pub fn new(runtime: SharedRuntime) -> Self {
-        Self { runtime }
+    /// A gateway serving whatever runtime is current in `shared`.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
     }
 
     /// Writes a JSON error response for `code` and records it as the request's outcome.
@@ -201,7 +210,7 @@ impl ProxyHttp for Gateway {
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             // The one arc-swap load of this request.
-            runtime: self.runtime.load_full(),
+            runtime: self.shared.runtime.load_full(),
             started: Instant::now(),
             request_id: String::new(),
             route: None,
@@ -215,13 +224,25 @@ impl ProxyHttp for Gateway {
             client_ip: None,
             egress: None,
             status: 0,
+            upstream_addr: None,
+            upstream_status: None,
+            bytes_out: 0,
+            counted_active: false,
+            audit_slot: None,
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let rt = Arc::clone(&ctx.runtime);
+        self.shared.metrics.active_requests().inc();
+        ctx.counted_active = true;
         let req = session.req_header();
         ctx.request_id = request_id(req);
+        match self.shared.audit.reserve() {
+            Ok(slot) => ctx.audit_slot = Some(slot),
+            // Fail-closed audit policy: what cannot be audited is not served.
+            Err(_) => return self.deny(session, ctx, ErrorCode::AuditUnavailable).await,
+        }
         ctx.client_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -367,6 +388,7 @@ impl ProxyHttp for Gateway {
         let target_index = backend.ext.get::<TargetIndex>().map_or(0, |t| t.0);
         let target = &route.targets[target_index.min(route.targets.len() - 1)];
         ctx.target = target_index;
+        ctx.upstream_addr = Some(addr);
 
         let mut peer = HttpPeer::new(addr, target.tls, target.host.clone());
         let opts = &mut peer.options;
@@ -502,7 +524,21 @@ impl ProxyHttp for Gateway {
         }
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
         ctx.status = resp.status.as_u16();
+        ctx.upstream_status = Some(ctx.status);
         Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        if let Some(chunk) = body {
+            ctx.bytes_out += chunk.len() as u64;
+        }
+        Ok(None)
     }
 
     fn upstream_response_body_filter(
@@ -559,28 +595,123 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        let route = ctx
-            .route
-            .map(|i| ctx.runtime.config.routes[i].name.as_str());
+        if ctx.counted_active {
+            self.shared.metrics.active_requests().dec();
+        }
+        let rt = Arc::clone(&ctx.runtime);
+        let route = ctx.route.map(|i| &rt.config.routes[i]);
+        let state = ctx.route.map(|i| &rt.routes[i]);
         let status = if ctx.status != 0 {
             ctx.status
         } else {
             session.response_written().map_or(0, |r| r.status.as_u16())
         };
+        let duration = ctx.started.elapsed();
+        let req = session.req_header();
+
+        if rt.config.metrics_enabled {
+            let metrics = state.map_or(self.shared.metrics.unrouted(), |s| &s.metrics);
+            metrics.observe(&req.method, status, duration);
+            if let Some(code) = ctx.denial {
+                metrics.denied(code);
+            }
+            if let Some(kind) = upstream_error_kind(e, ctx) {
+                metrics.upstream_error(kind);
+            }
+        }
+        if let (Some(state), Some(upstream_status)) = (state, ctx.upstream_status) {
+            for usage in &state.secret_usage {
+                usage.used();
+                if upstream_status == 401 || upstream_status == 403 {
+                    usage.auth_failed(upstream_status);
+                }
+            }
+        }
+
+        let tenant = route.map(|r| rt.config.tenants[r.tenant].id.clone());
+        let route_name = route.map(|r| r.name.clone());
+        let path = redact_query(req.uri.path(), req.uri.query());
+        let method = req.method.as_str().to_owned();
+        self.shared.traffic.push(TrafficEntry {
+            seq: 0,
+            time_ms: crate::secrets::now_ms(),
+            tenant: tenant.clone(),
+            route: route_name.clone(),
+            method: method.clone(),
+            path: path.clone(),
+            status,
+            denial: ctx.denial.map(ErrorCode::as_str),
+            duration_ms: duration.as_secs_f64() * 1000.0,
+            bytes_in: ctx.body_bytes,
+            bytes_out: ctx.bytes_out,
+            egress: ctx.egress,
+            upstream: ctx.upstream_addr,
+            request_id: ctx.request_id.clone(),
+        });
+        if let Some(slot) = ctx.audit_slot.take() {
+            self.shared.audit.record(
+                slot,
+                AuditEvent::Request(RequestRecord {
+                    time: std::time::SystemTime::now(),
+                    request_id: ctx.request_id.clone(),
+                    tenant,
+                    route: route_name,
+                    method,
+                    path,
+                    status,
+                    denial: ctx.denial.map(ErrorCode::as_str),
+                    duration,
+                    client_ip: ctx.client_ip,
+                    egress: ctx.egress,
+                    upstream: ctx.upstream_addr,
+                    bytes_in: ctx.body_bytes,
+                    bytes_out: ctx.bytes_out,
+                }),
+            );
+        }
         tracing::info!(
             target: "portcullis::access",
             request_id = %ctx.request_id,
-            route = route.unwrap_or("-"),
-            method = %session.req_header().method,
-            path = session.req_header().uri.path(),
+            route = route.map_or("-", |r| r.name.as_str()),
+            method = %req.method,
+            path = req.uri.path(),
             status,
             denial = ctx.denial.map(ErrorCode::as_str),
             egress = ?ctx.egress,
-            duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
+            duration_ms = duration.as_secs_f64() * 1000.0,
             error = e.map(|e| e.etype().as_str()),
             "request"
         );
     }
+}
+
+/// What went wrong with the upstream, if anything did, for `portcullis_upstream_errors_total`.
+fn upstream_error_kind(e: Option<&Error>, ctx: &RequestCtx) -> Option<UpstreamErrorKind> {
+    use ErrorType::*;
+    match ctx.denial {
+        Some(ErrorCode::DestinationDenied) => return Some(UpstreamErrorKind::DestinationDenied),
+        Some(ErrorCode::UpstreamUnreachable) if ctx.upstream_addr.is_none() => {
+            return Some(UpstreamErrorKind::NoHealthyTarget)
+        }
+        _ => {}
+    }
+    let e = e?;
+    if e.esource() != &ErrorSource::Upstream
+        && !matches!(e.etype(), ConnectTimedout | ConnectRefused)
+    {
+        return None;
+    }
+    Some(match e.etype() {
+        ConnectRefused => UpstreamErrorKind::ConnectRefused,
+        ConnectTimedout => UpstreamErrorKind::ConnectTimeout,
+        TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | HandshakeError => {
+            UpstreamErrorKind::Tls
+        }
+        ReadTimedout => UpstreamErrorKind::ReadTimeout,
+        WriteTimedout => UpstreamErrorKind::WriteTimeout,
+        ConnectionClosed | ReadError | WriteError => UpstreamErrorKind::ConnectionReset,
+        _ => UpstreamErrorKind::Other,
+    })
 }
 
 /// The connection-pool group of an egress address and a route's trust/protocol salt.

@@ -17,7 +17,10 @@ use pingora::prelude::RoundRobin;
 use portcullis_config::{Snapshot, TemplatePart, DEFAULT_FORWARD_HEADERS};
 
 use crate::egress::{egress_document, EgressSelector};
-use crate::secrets::{Environment, SecretStore};
+use crate::metrics::{Metrics, RouteMetrics};
+use crate::secrets::{
+    Environment, FingerprintChange, SecretStore, SecretUsage, SecretUsageRegistry,
+};
 use crate::upstream::{build_load_balancer, load_ca_bundle, CaBundle, UpstreamError};
 
 /// The live runtime, shared by the proxy, the admin API and the background tasks.
@@ -40,6 +43,22 @@ pub struct Runtime {
     pub loaded_at: SystemTime,
     /// Monotonic build time, for scheduling background work.
     pub built: Instant,
+    /// sha256 of the admin bearer token, when one is configured.
+    pub admin_token_sha256: Option<[u8; 32]>,
+    /// What this build saw happen to each referenced secret (for the audit log).
+    pub secret_changes: Vec<(String, String, FingerprintChange)>,
+}
+
+/// Process-wide things a runtime build reads from or registers with.
+pub struct BuildContext<'a> {
+    /// Where `${env:…}` and environment secrets come from.
+    pub env: &'a dyn Environment,
+    /// Key of the secret fingerprints.
+    pub fingerprint_key: &'a [u8; 32],
+    /// Metrics (per-route handles survive reloads).
+    pub metrics: &'a Metrics,
+    /// Secret usage records (survive reloads).
+    pub usage: &'a SecretUsageRegistry,
 }
 
 /// Request-time state of one route.
@@ -59,6 +78,10 @@ pub struct RouteRuntime {
     pub pool_salt: u64,
     /// Next time (ms since `Runtime::built`) a health check is due.
     pub next_health_check_ms: AtomicU64,
+    /// The route's metrics.
+    pub metrics: Arc<RouteMetrics>,
+    /// Usage records of the secrets the route injects.
+    pub secret_usage: Vec<Arc<SecretUsage>>,
 }
 
 /// Why a runtime could not be built from a valid config.
@@ -72,6 +95,34 @@ pub enum BuildError {
         /// What failed.
         source: UpstreamError,
     },
+    /// The admin token could not be read.
+    #[error("admin token: {0}")]
+    AdminToken(String),
+}
+
+/// Reads the admin token named by the config and keeps only its digest.
+fn read_admin_token(
+    config: &Snapshot,
+    env: &dyn Environment,
+) -> Result<Option<[u8; 32]>, BuildError> {
+    use sha2::{Digest, Sha256};
+    let token = if let Some(path) = &config.admin.token_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| BuildError::AdminToken(format!("{}: {e}", path.display())))?;
+        Some(text.trim_end_matches(['\r', '\n']).to_owned())
+    } else if let Some(var) = &config.admin.token_env {
+        Some(
+            env.var(var)
+                .ok_or_else(|| BuildError::AdminToken(format!("${var} is not set")))?,
+        )
+    } else {
+        None
+    };
+    match token {
+        Some(t) if t.is_empty() => Err(BuildError::AdminToken("the token is empty".into())),
+        Some(t) => Ok(Some(Sha256::digest(t.as_bytes()).into())),
+        None => Ok(None),
+    }
 }
 
 // === impl RouteRuntime ===
@@ -99,11 +150,10 @@ impl std::fmt::Debug for RouteRuntime {
 
 impl Runtime {
     /// Builds the runtime for a snapshot: reads secrets, loads CA files, resolves targets.
-    pub async fn build(
-        config: Snapshot,
-        env: &dyn Environment,
-        fingerprint_key: &[u8; 32],
-    ) -> Result<Self, BuildError> {
+    pub async fn build(config: Snapshot, cx: &BuildContext<'_>) -> Result<Self, BuildError> {
+        let env = cx.env;
+        let fingerprint_key = cx.fingerprint_key;
+        let admin_token_sha256 = read_admin_token(&config, env)?;
         let wanted: Vec<(String, String)> = config
             .routes
             .iter()
@@ -181,6 +231,11 @@ impl Runtime {
                 .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok())
                 .collect();
             let upstream = build_load_balancer(route, ca.as_ref()).await;
+            let secret_usage = route
+                .secret_refs
+                .iter()
+                .map(|name| cx.usage.get(tenant, name))
+                .collect();
             routes.push(RouteRuntime {
                 upstream,
                 headers,
@@ -189,8 +244,21 @@ impl Runtime {
                 pool_salt,
                 forward_headers,
                 next_health_check_ms: AtomicU64::new(0),
+                metrics: cx.metrics.route(tenant, &route.name),
+                secret_usage,
             });
         }
+        let mut secret_changes: Vec<(String, String, FingerprintChange)> = secrets
+            .iter()
+            .map(|((tenant, name), entry)| {
+                let change = cx
+                    .usage
+                    .get(tenant, name)
+                    .observe_fingerprint(entry.fingerprint.as_deref());
+                (tenant.clone(), name.clone(), change)
+            })
+            .collect();
+        secret_changes.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         let egress = config
             .egress_pools
             .iter()
@@ -205,6 +273,8 @@ impl Runtime {
             secrets,
             loaded_at: SystemTime::now(),
             built: Instant::now(),
+            admin_token_sha256,
+            secret_changes,
         })
     }
 

@@ -7,7 +7,12 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use base64::Engine;
 
 use portcullis_config::SecretSources;
 use secrecy::{ExposeSecret, SecretString};
@@ -29,6 +34,41 @@ pub struct SecretEntry {
     pub fingerprint: Option<String>,
     /// When it was read.
     pub loaded_at: SystemTime,
+    /// When it expires, if it says (a JWT's `exp`).
+    pub expires: Option<SystemTime>,
+}
+
+/// How a secret has been used, kept across reloads (keyed by tenant and name). Updated with
+/// atomics from the request path.
+#[derive(Debug, Default)]
+pub struct SecretUsage {
+    use_count: AtomicU64,
+    last_used_ms: AtomicU64,
+    last_auth_failure_ms: AtomicU64,
+    last_auth_failure_status: AtomicU64,
+    rotated_ms: AtomicU64,
+    fingerprint: ArcSwapOption<String>,
+}
+
+/// What a reload saw happen to a secret's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FingerprintChange {
+    /// Same value as before (or still missing).
+    Unchanged,
+    /// Seen for the first time by this process.
+    First,
+    /// A different value than before.
+    Rotated,
+    /// Present now, missing before.
+    Appeared,
+    /// Missing now, present before.
+    Disappeared,
+}
+
+/// Usage records of every secret, surviving reloads.
+#[derive(Debug, Default)]
+pub struct SecretUsageRegistry {
+    map: ArcSwap<HashMap<(String, String), Arc<SecretUsage>>>,
 }
 
 /// Where a secret comes from.
@@ -43,7 +83,7 @@ pub enum SecretSource {
 }
 
 /// Reads environment variables; a parameter so tests and the demo need no process-wide state.
-pub trait Environment {
+pub trait Environment: Send + Sync {
     /// The value of a variable, if set and valid UTF-8.
     fn var(&self, name: &str) -> Option<String>;
 }
@@ -118,6 +158,124 @@ fn resolve(
         source: SecretSource::Missing(looked),
         fingerprint: None,
         loaded_at,
+        expires: None,
+    }
+}
+
+/// The `exp` of a JWT-shaped value (three base64url parts), if it has one.
+pub fn jwt_expiry(value: &str) -> Option<SystemTime> {
+    let mut parts = value.split('.');
+    let (_, payload, _) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let exp = claims.get("exp")?.as_f64()?;
+    (exp > 0.0).then(|| UNIX_EPOCH + Duration::from_secs_f64(exp))
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+// === impl SecretUsage ===
+
+impl SecretUsage {
+    /// A request went upstream with this secret.
+    pub fn used(&self) {
+        self.use_count.fetch_add(1, Ordering::Relaxed);
+        self.last_used_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// The upstream answered 401 or 403 to a request carrying this secret.
+    pub fn auth_failed(&self, status: u16) {
+        self.last_auth_failure_ms.store(now_ms(), Ordering::Relaxed);
+        self.last_auth_failure_status
+            .store(u64::from(status), Ordering::Relaxed);
+    }
+
+    /// Records the fingerprint a new snapshot loaded and says what changed.
+    pub fn observe_fingerprint(&self, fingerprint: Option<&str>) -> FingerprintChange {
+        let previous = self
+            .fingerprint
+            .swap(fingerprint.map(|f| Arc::new(f.to_owned())));
+        let change = match (previous.as_deref().map(String::as_str), fingerprint) {
+            (None, None) => FingerprintChange::Unchanged,
+            (Some(a), Some(b)) if a == b => FingerprintChange::Unchanged,
+            (Some(_), Some(_)) => FingerprintChange::Rotated,
+            (None, Some(_))
+                if self.rotated_ms.load(Ordering::Relaxed) == 0
+                    && self.use_count.load(Ordering::Relaxed) == 0 =>
+            {
+                FingerprintChange::First
+            }
+            (None, Some(_)) => FingerprintChange::Appeared,
+            (Some(_), None) => FingerprintChange::Disappeared,
+        };
+        if matches!(
+            change,
+            FingerprintChange::Rotated | FingerprintChange::Appeared
+        ) {
+            self.rotated_ms.store(now_ms(), Ordering::Relaxed);
+        }
+        if change == FingerprintChange::First {
+            // Marks "seen" so that a later missing->present is reported as Appeared.
+            self.rotated_ms.store(1, Ordering::Relaxed);
+        }
+        change
+    }
+
+    /// Requests that carried the secret.
+    pub fn use_count(&self) -> u64 {
+        self.use_count.load(Ordering::Relaxed)
+    }
+
+    /// Last use, ms since the epoch (0: never).
+    pub fn last_used_ms(&self) -> u64 {
+        self.last_used_ms.load(Ordering::Relaxed)
+    }
+
+    /// Last upstream 401/403 (ms since the epoch, status), if any.
+    pub fn last_auth_failure(&self) -> Option<(u64, u16)> {
+        let at = self.last_auth_failure_ms.load(Ordering::Relaxed);
+        (at > 0).then(|| {
+            (
+                at,
+                self.last_auth_failure_status.load(Ordering::Relaxed) as u16,
+            )
+        })
+    }
+
+    /// Last time a reload saw a new value (ms since the epoch), if it ever did.
+    pub fn rotated_ms(&self) -> Option<u64> {
+        let at = self.rotated_ms.load(Ordering::Relaxed);
+        (at > 1).then_some(at)
+    }
+}
+
+// === impl SecretUsageRegistry ===
+
+impl SecretUsageRegistry {
+    /// The usage record of a tenant's secret, created on first sight.
+    pub fn get(&self, tenant: &str, name: &str) -> Arc<SecretUsage> {
+        let key = (tenant.to_owned(), name.to_owned());
+        if let Some(found) = self.map.load().get(&key) {
+            return Arc::clone(found);
+        }
+        let mut created = None;
+        self.map.rcu(|map| {
+            let mut map = HashMap::clone(map);
+            let entry = map.entry(key.clone()).or_default();
+            created = Some(Arc::clone(entry));
+            map
+        });
+        created.unwrap_or_default()
     }
 }
 
@@ -146,11 +304,13 @@ impl SecretEntry {
         hasher.update(key);
         hasher.update(value.as_bytes());
         let fingerprint = hex::encode(&hasher.finalize()[..6]);
+        let expires = jwt_expiry(&value);
         Self {
             value: Some(SecretString::from(value)),
             source,
             fingerprint: Some(fingerprint),
             loaded_at: SystemTime::now(),
+            expires,
         }
     }
 
@@ -248,6 +408,50 @@ mod tests {
         let store = SecretStore::load(&sources(None), &env, [("acme", "pd")], &[0; 32]);
         let debug = format!("{store:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
+    }
+
+    #[test]
+    fn jwt_expiry_is_read_from_the_payload() {
+        // {"alg":"none"} . {"sub":"x","exp":2000000000} . sig
+        let jwt = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4IiwiZXhwIjoyMDAwMDAwMDAwfQ.c2ln";
+        assert_eq!(
+            jwt_expiry(jwt),
+            Some(UNIX_EPOCH + Duration::from_secs(2_000_000_000))
+        );
+        assert_eq!(jwt_expiry("not-a-jwt"), None);
+        assert_eq!(jwt_expiry("a.b.c"), None);
+    }
+
+    #[test]
+    fn usage_survives_and_reports_rotation() {
+        let registry = SecretUsageRegistry::default();
+        let usage = registry.get("acme", "pd");
+        assert!(Arc::ptr_eq(&usage, &registry.get("acme", "pd")));
+        assert_eq!(
+            usage.observe_fingerprint(Some("aa")),
+            FingerprintChange::First
+        );
+        assert_eq!(
+            usage.observe_fingerprint(Some("aa")),
+            FingerprintChange::Unchanged
+        );
+        assert_eq!(
+            usage.observe_fingerprint(Some("bb")),
+            FingerprintChange::Rotated
+        );
+        assert!(usage.rotated_ms().is_some());
+        assert_eq!(
+            usage.observe_fingerprint(None),
+            FingerprintChange::Disappeared
+        );
+        assert_eq!(
+            usage.observe_fingerprint(Some("cc")),
+            FingerprintChange::Appeared
+        );
+        usage.used();
+        usage.auth_failed(401);
+        assert_eq!(usage.use_count(), 1);
+        assert_eq!(usage.last_auth_failure().map(|(_, s)| s), Some(401));
     }
 
     #[test]

@@ -11,6 +11,9 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
+use crate::admin::AdminApi;
+use crate::audit::AuditWriter;
+use crate::control::{ReloadTriggers, Reloader};
 use crate::proxy::Gateway;
 use crate::runtime::SharedRuntime;
 
@@ -57,9 +60,21 @@ impl Default for ServeOptions {
     }
 }
 
-/// Builds the Pingora server for the current runtime, plus any extra services (the demo
-/// upstream, the admin API) the caller adds before running it.
-pub fn build_server(runtime: SharedRuntime, options: &ServeOptions) -> Result<Server, ServeError> {
+/// Drains the audit channel to its sink until shutdown.
+struct AuditService {
+    writer: tokio::sync::Mutex<Option<AuditWriter>>,
+}
+
+/// Builds the Pingora server: the proxy on the configured listeners, the admin API, the reload
+/// triggers, the audit writer and the upstream driver. The caller may add more services (the
+/// demo upstream) before running it.
+pub fn build_server(
+    reloader: Arc<Reloader>,
+    audit_writer: AuditWriter,
+    options: &ServeOptions,
+) -> Result<Server, ServeError> {
+    let shared = Arc::clone(reloader.shared());
+    let runtime = Arc::clone(&shared.runtime);
     let conf = ServerConf {
         threads: options.threads.max(1),
         grace_period_seconds: Some(options.grace_period_seconds),
@@ -72,7 +87,7 @@ pub fn build_server(runtime: SharedRuntime, options: &ServeOptions) -> Result<Se
     let current = runtime.load();
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        Gateway::new(Arc::clone(&runtime)),
+        Gateway::new(Arc::clone(&shared)),
         "portcullis proxy",
     );
     for addr in &current.config.server.listen {
@@ -97,11 +112,40 @@ pub fn build_server(runtime: SharedRuntime, options: &ServeOptions) -> Result<Se
         proxy.add_tls_with_settings(&tls.listen.to_string(), None, settings);
     }
     server.add_service(proxy);
+
+    let mut admin = pingora::services::listening::Service::new(
+        "portcullis admin".to_owned(),
+        AdminApi::new(Arc::clone(&reloader)),
+    );
+    admin.add_tcp(&shared.listeners.admin.to_string());
+    server.add_service(admin);
+
     server.add_service(background_service(
         "upstream discovery and health",
         UpstreamDriver { runtime },
     ));
+    server.add_service(background_service(
+        "reload triggers",
+        ReloadTriggers::new(reloader),
+    ));
+    server.add_service(background_service(
+        "audit writer",
+        AuditService {
+            writer: tokio::sync::Mutex::new(Some(audit_writer)),
+        },
+    ));
     Ok(server)
+}
+
+// === impl AuditService ===
+
+#[async_trait]
+impl BackgroundService for AuditService {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        if let Some(writer) = self.writer.lock().await.take() {
+            writer.run(shutdown).await;
+        }
+    }
 }
 
 // === impl UpstreamDriver ===

@@ -49,6 +49,11 @@ pub enum ReplyBody {
     Text(String),
     /// `n` zero bytes, streamed in 64 KiB chunks.
     Zeros(u64),
+    /// `chunks` small chunks, one every `interval` (a slow streaming response).
+    Drip {
+        chunks: u32,
+        interval: Duration,
+    },
 }
 
 type Responder = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
@@ -213,6 +218,19 @@ async fn handle(
             let chunks = n / chunk.len() as u64;
             let rest = (n % chunk.len() as u64) as usize;
             let stream = futures_stream(chunks, rest, chunk);
+            StreamBody::new(stream).boxed()
+        }
+        ReplyBody::Drip { chunks, interval } => {
+            let stream = futures_util::stream::unfold(0u32, move |sent| async move {
+                if sent >= chunks {
+                    return None;
+                }
+                tokio::time::sleep(interval).await;
+                Some((
+                    Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"drip\n"))),
+                    sent + 1,
+                ))
+            });
             StreamBody::new(stream).boxed()
         }
     };
@@ -410,6 +428,34 @@ impl GatewayProcess {
         format!("http://{}{}", self.addr, path)
     }
 
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin_addr, path)
+    }
+
+    /// Rewrites the config file the way editors do: write a temporary file, rename it over.
+    pub fn write_config(&self, config: &str) {
+        let text = config
+            .replace("{LISTEN}", &self.addr.to_string())
+            .replace("{ADMIN}", &self.admin_addr.to_string())
+            .replace("{DIR}", self.dir.path().to_str().unwrap());
+        let tmp = self.dir.path().join(".portcullis.toml.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &self.config_path).unwrap();
+    }
+
+    /// The config text as it is on disk now.
+    pub fn config_text(&self) -> String {
+        std::fs::read_to_string(&self.config_path).unwrap()
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
@@ -463,6 +509,22 @@ pub fn raw_request(addr: SocketAddr, request: &str) -> (u16, String) {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     (status, text)
+}
+
+/// Polls `check` until it returns true or `timeout` passes (then panics with `what`).
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 /// Parses a JSON body.
