@@ -97,23 +97,8 @@ pub struct AuditConfig {
     pub policy: OverflowPolicy,
 }
 
-/// Where audit lines go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuditSink {
-    /// Nowhere: the log is disabled and every call is a no-op.
-    Off,
-    /// Standard output, one line per event (a new chain on every start).
-    Stdout,
-    /// A file, rotated when the next line would take it past `max_bytes`.
-    File {
-        /// The live file; rotated files are `path.1` (newest) … `path.{keep}` (oldest).
-        path: PathBuf,
-        /// The size a file may reach before the next line goes to a fresh one.
-        max_bytes: u64,
-        /// How many rotated files to keep.
-        keep: usize,
-    },
-}
+/// Where audit lines go: the config's own type, so the two cannot drift apart.
+pub use portcullis_config::AuditSinkConfig as AuditSink;
 
 /// What to do with an event when the writer has fallen behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -129,7 +114,7 @@ pub enum OverflowPolicy {
 #[derive(Debug, Clone)]
 pub enum AuditEvent {
     /// A proxied or denied request.
-    Request(RequestRecord),
+    Request(Arc<RequestRecord>),
     /// An admin action.
     Admin(AdminRecord),
 }
@@ -988,19 +973,10 @@ fn is_hash(s: &str) -> bool {
 
 /// Keeps query parameter names, drops their values: `/a?x=1&y` → `/a?x&y`.
 fn redact_query(path: &str) -> Cow<'_, str> {
-    let Some((path, query)) = path.split_once('?') else {
-        return Cow::Borrowed(path);
-    };
-    let mut out = String::with_capacity(path.len() + query.len() + 1);
-    out.push_str(path);
-    out.push('?');
-    for (i, pair) in query.split('&').enumerate() {
-        if i > 0 {
-            out.push('&');
-        }
-        out.push_str(pair.split_once('=').map_or(pair, |(name, _)| name));
+    match path.split_once('?') {
+        None => Cow::Borrowed(path),
+        Some((path, query)) => Cow::Owned(crate::traffic::redact_query(path, Some(query))),
     }
-    Cow::Owned(out)
 }
 
 /// Formats a time as RFC 3339 in UTC with milliseconds: `2026-11-23T19:04:05.123Z`.

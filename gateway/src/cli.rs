@@ -8,12 +8,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use portcullis_config::{
-    AuditSinkConfig, LoadError, Snapshot, DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN,
-};
+use portcullis_config::{LoadError, Snapshot, DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN};
 use sha2::{Digest, Sha256};
 
-use crate::audit::{AuditConfig, AuditLog, AuditSink, OverflowPolicy};
+use crate::audit::{AuditConfig, AuditLog, OverflowPolicy};
 use crate::control::{ConfigSource, ListenOverrides, Reloader, Shared};
 use crate::demo;
 use crate::metrics::Metrics;
@@ -256,21 +254,8 @@ fn serve(
 }
 
 fn open_audit(snapshot: &Snapshot) -> anyhow::Result<(AuditLog, crate::audit::AuditWriter)> {
-    let sink = match &snapshot.audit.sink {
-        AuditSinkConfig::Off => AuditSink::Off,
-        AuditSinkConfig::Stdout => AuditSink::Stdout,
-        AuditSinkConfig::File {
-            path,
-            max_bytes,
-            keep,
-        } => AuditSink::File {
-            path: path.clone(),
-            max_bytes: *max_bytes,
-            keep: *keep,
-        },
-    };
     AuditLog::open(AuditConfig {
-        sink,
+        sink: snapshot.audit.sink.clone(),
         queue_capacity: snapshot.audit.queue,
         policy: if snapshot.audit.fail_closed {
             OverflowPolicy::FailClosed

@@ -31,7 +31,7 @@ use crate::egress::EGRESS_DOCUMENT_PATH;
 use crate::errors::ErrorCode;
 use crate::metrics::UpstreamErrorKind;
 use crate::runtime::Runtime;
-use crate::traffic::{redact_query, TrafficEntry};
+use crate::traffic::redact_query;
 use crate::upstream::TargetIndex;
 
 /// Response headers dropped unless the route lists them in `allowed_headers`.
@@ -628,47 +628,28 @@ impl ProxyHttp for Gateway {
             }
         }
 
-        let tenant = route.map(|r| rt.config.tenants[r.tenant].id.clone());
-        let route_name = route.map(|r| r.name.clone());
-        let path = redact_query(req.uri.path(), req.uri.query());
-        let method = req.method.as_str().to_owned();
-        self.shared.traffic.push(TrafficEntry {
-            seq: 0,
-            time_ms: crate::secrets::now_ms(),
-            tenant: tenant.clone(),
-            route: route_name.clone(),
-            method: method.clone(),
-            path: path.clone(),
+        let record = Arc::new(RequestRecord {
+            time: std::time::SystemTime::now(),
+            request_id: ctx.request_id.clone(),
+            tenant: route.map(|r| rt.config.tenants[r.tenant].id.clone()),
+            route: route.map(|r| r.name.clone()),
+            method: req.method.as_str().to_owned(),
+            path: redact_query(req.uri.path(), req.uri.query()),
             status,
             denial: ctx.denial.map(ErrorCode::as_str),
-            duration_ms: duration.as_secs_f64() * 1000.0,
-            bytes_in: ctx.body_bytes,
-            bytes_out: ctx.bytes_out,
+            duration,
+            client_ip: ctx.client_ip,
             egress: ctx.egress,
             upstream: ctx.upstream_addr,
-            request_id: ctx.request_id.clone(),
+            bytes_in: ctx.body_bytes,
+            bytes_out: ctx.bytes_out,
         });
         if let Some(slot) = ctx.audit_slot.take() {
-            self.shared.audit.record(
-                slot,
-                AuditEvent::Request(RequestRecord {
-                    time: std::time::SystemTime::now(),
-                    request_id: ctx.request_id.clone(),
-                    tenant,
-                    route: route_name,
-                    method,
-                    path,
-                    status,
-                    denial: ctx.denial.map(ErrorCode::as_str),
-                    duration,
-                    client_ip: ctx.client_ip,
-                    egress: ctx.egress,
-                    upstream: ctx.upstream_addr,
-                    bytes_in: ctx.body_bytes,
-                    bytes_out: ctx.bytes_out,
-                }),
-            );
+            self.shared
+                .audit
+                .record(slot, AuditEvent::Request(Arc::clone(&record)));
         }
+        self.shared.traffic.push(record);
         tracing::info!(
             target: "portcullis::access",
             request_id = %ctx.request_id,

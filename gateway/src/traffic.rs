@@ -6,47 +6,27 @@
 //! find; an entry overwritten while being read is simply the newer one. Entries hold no header
 //! values and no query values, so nothing here can carry a credential.
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::UNIX_EPOCH;
 
 use arc_swap::ArcSwapOption;
+use serde::ser::SerializeStruct;
 use serde::Serialize;
+
+use crate::audit::RequestRecord;
 
 /// Default number of requests kept.
 pub const DEFAULT_TRAFFIC_CAPACITY: usize = 4096;
 
-/// One finished request, as the admin API shows it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// One finished request with its sequence number. The record is the same allocation the audit
+/// log receives: one copy per request, shared.
+#[derive(Debug, Clone)]
 pub struct TrafficEntry {
     /// Sequence number (1-based, increasing).
     pub seq: u64,
-    /// Unix time in milliseconds when the request finished.
-    pub time_ms: u64,
-    /// Tenant, if a route matched.
-    pub tenant: Option<String>,
-    /// Route, if one matched.
-    pub route: Option<String>,
-    /// Request method.
-    pub method: String,
-    /// Path with query parameter names but no values (`/x?limit&cursor`).
-    pub path: String,
-    /// Status sent to the caller (0 if the connection died first).
-    pub status: u16,
-    /// Gateway error code, when the gateway answered.
-    pub denial: Option<&'static str>,
-    /// Total time in milliseconds.
-    pub duration_ms: f64,
-    /// Request body bytes received.
-    pub bytes_in: u64,
-    /// Response body bytes sent.
-    pub bytes_out: u64,
-    /// Source address the upstream connection left from.
-    pub egress: Option<IpAddr>,
-    /// Upstream address.
-    pub upstream: Option<SocketAddr>,
-    /// The request id.
-    pub request_id: String,
+    /// What happened.
+    pub record: Arc<RequestRecord>,
 }
 
 /// A page of entries.
@@ -79,12 +59,11 @@ impl TrafficRing {
         }
     }
 
-    /// Publishes an entry; its `seq` is assigned here.
-    pub fn push(&self, mut entry: TrafficEntry) {
+    /// Publishes a finished request under the next sequence number.
+    pub fn push(&self, record: Arc<RequestRecord>) {
         let seq = self.last_seq.fetch_add(1, Ordering::Relaxed) + 1;
-        entry.seq = seq;
         let slot = (seq % self.slots.len() as u64) as usize;
-        self.slots[slot].store(Some(Arc::new(entry)));
+        self.slots[slot].store(Some(Arc::new(TrafficEntry { seq, record })));
     }
 
     /// The highest sequence number handed out so far.
@@ -121,11 +100,38 @@ impl TrafficRing {
     }
 }
 
+/// The admin API's view of an entry: times in Unix milliseconds, no header or query values.
+impl Serialize for TrafficEntry {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let r = &self.record;
+        let time_ms = r
+            .time
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let mut s = serializer.serialize_struct("TrafficEntry", 14)?;
+        s.serialize_field("seq", &self.seq)?;
+        s.serialize_field("time_ms", &time_ms)?;
+        s.serialize_field("tenant", &r.tenant)?;
+        s.serialize_field("route", &r.route)?;
+        s.serialize_field("method", &r.method)?;
+        s.serialize_field("path", &r.path)?;
+        s.serialize_field("status", &r.status)?;
+        s.serialize_field("denial", &r.denial)?;
+        s.serialize_field("duration_ms", &(r.duration.as_secs_f64() * 1000.0))?;
+        s.serialize_field("bytes_in", &r.bytes_in)?;
+        s.serialize_field("bytes_out", &r.bytes_out)?;
+        s.serialize_field("egress", &r.egress)?;
+        s.serialize_field("upstream", &r.upstream)?;
+        s.serialize_field("request_id", &r.request_id)?;
+        s.end()
+    }
+}
+
 /// `/x?limit=5&cursor=abc` → `/x?limit&cursor`: parameter names help debugging, values may be
 /// secrets (tokens in query strings) and are never kept.
 pub fn redact_query(path: &str, query: Option<&str>) -> String {
     match query {
-        None | Some("") => path.to_owned(),
+        None => path.to_owned(),
         Some(q) => {
             let mut out = String::with_capacity(path.len() + q.len());
             out.push_str(path);
@@ -145,23 +151,23 @@ pub fn redact_query(path: &str, query: Option<&str>) -> String {
 mod tests {
     use super::*;
 
-    fn entry(path: &str) -> TrafficEntry {
-        TrafficEntry {
-            seq: 0,
-            time_ms: 0,
+    fn entry(path: &str) -> Arc<RequestRecord> {
+        Arc::new(RequestRecord {
+            time: UNIX_EPOCH,
+            request_id: "r".into(),
             tenant: None,
             route: None,
             method: "GET".into(),
             path: path.into(),
             status: 200,
             denial: None,
-            duration_ms: 1.0,
-            bytes_in: 0,
-            bytes_out: 0,
+            duration: std::time::Duration::from_millis(1),
+            client_ip: None,
             egress: None,
             upstream: None,
-            request_id: "r".into(),
-        }
+            bytes_in: 0,
+            bytes_out: 0,
+        })
     }
 
     #[test]
@@ -181,7 +187,7 @@ mod tests {
         assert_eq!(
             page.entries
                 .iter()
-                .map(|e| e.path.as_str())
+                .map(|e| e.record.path.as_str())
                 .collect::<Vec<_>>(),
             ["/3", "/4"]
         );
@@ -226,12 +232,23 @@ mod tests {
     }
 
     #[test]
+    fn entries_serialise_for_the_admin_api() {
+        let ring = TrafficRing::new(2);
+        ring.push(entry("/a?x"));
+        let v = serde_json::to_value(&ring.after(0, 1).entries[0]).unwrap();
+        assert_eq!(v["seq"], 1);
+        assert_eq!(v["path"], "/a?x");
+        assert_eq!(v["duration_ms"], 1.0);
+        assert_eq!(v["time_ms"], 0);
+    }
+
+    #[test]
     fn query_values_are_removed() {
         assert_eq!(
             redact_query("/x", Some("token=abc&limit=5&flag")),
             "/x?token&limit&flag"
         );
         assert_eq!(redact_query("/x", None), "/x");
-        assert_eq!(redact_query("/x", Some("")), "/x");
+        assert_eq!(redact_query("/x", Some("")), "/x?");
     }
 }

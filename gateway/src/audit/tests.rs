@@ -1,5 +1,6 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
@@ -42,7 +43,7 @@ async fn write_requests(config: AuditConfig, from: u64, n: u64) -> AuditStats {
     let (log, writer) = AuditLog::open(config).unwrap();
     for i in from..from + n {
         let slot = log.reserve().unwrap();
-        log.record(slot, AuditEvent::Request(request(i)));
+        log.record(slot, AuditEvent::Request(Arc::new(request(i))));
     }
     // Already shut down: the writer drains what is queued and returns.
     let (_tx, rx) = watch::channel(true);
@@ -317,7 +318,7 @@ async fn drop_policy_counts_drops_when_the_queue_is_full() {
     let (log, _writer) = AuditLog::open(config).unwrap();
     for i in 0..3 {
         let slot = log.reserve().unwrap();
-        log.record(slot, AuditEvent::Request(request(i)));
+        log.record(slot, AuditEvent::Request(Arc::new(request(i))));
     }
     log.record_admin(AdminRecord::new("reload", "ok", serde_json::Value::Null));
     let stats = log.stats();
@@ -337,7 +338,7 @@ async fn fail_closed_policy_refuses_when_the_queue_is_full() {
     let (log, writer) = AuditLog::open(config).unwrap();
     let slot = log.reserve().unwrap();
     assert_eq!(log.reserve().unwrap_err(), AuditUnavailable::Full);
-    log.record(slot, AuditEvent::Request(request(1)));
+    log.record(slot, AuditEvent::Request(Arc::new(request(1))));
     assert_eq!(log.reserve().unwrap_err(), AuditUnavailable::Full);
 
     let (_tx, rx) = watch::channel(true);
@@ -354,7 +355,10 @@ async fn admin_records_have_kind_admin() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.log");
     let (log, writer) = AuditLog::open(file_config(&path, u64::MAX, 3)).unwrap();
-    log.record(log.reserve().unwrap(), AuditEvent::Request(request(1)));
+    log.record(
+        log.reserve().unwrap(),
+        AuditEvent::Request(Arc::new(request(1))),
+    );
     log.record_admin(AdminRecord {
         time: UNIX_EPOCH,
         action: "secret_change".to_owned(),
@@ -384,7 +388,10 @@ async fn a_running_writer_writes_promptly_and_stops_on_shutdown() {
     let (tx, rx) = watch::channel(false);
     let task = tokio::spawn(writer.run(rx));
 
-    log.record(log.reserve().unwrap(), AuditEvent::Request(request(1)));
+    log.record(
+        log.reserve().unwrap(),
+        AuditEvent::Request(Arc::new(request(1))),
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while log.stats().written < 1 {
         assert!(
@@ -395,7 +402,10 @@ async fn a_running_writer_writes_promptly_and_stops_on_shutdown() {
     }
     assert_eq!(lines(&path).len(), 1, "written lines are on disk");
 
-    log.record(log.reserve().unwrap(), AuditEvent::Request(request(2)));
+    log.record(
+        log.reserve().unwrap(),
+        AuditEvent::Request(Arc::new(request(2))),
+    );
     tx.send(true).unwrap();
     task.await.unwrap();
     assert_eq!(verify(&[path]).unwrap().lines, 2);
@@ -417,7 +427,10 @@ async fn a_failing_sink_is_unhealthy_until_it_can_be_reopened() {
     let task = tokio::spawn(writer.run(rx));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
 
-    log.record(log.reserve().unwrap(), AuditEvent::Request(request(1)));
+    log.record(
+        log.reserve().unwrap(),
+        AuditEvent::Request(Arc::new(request(1))),
+    );
     while log.stats().written < 1 {
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -427,7 +440,10 @@ async fn a_failing_sink_is_unhealthy_until_it_can_be_reopened() {
     }
 
     std::fs::remove_dir_all(&logs).unwrap();
-    log.record(log.reserve().unwrap(), AuditEvent::Request(request(2)));
+    log.record(
+        log.reserve().unwrap(),
+        AuditEvent::Request(Arc::new(request(2))),
+    );
     while log.stats().healthy {
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -448,7 +464,10 @@ async fn a_failing_sink_is_unhealthy_until_it_can_be_reopened() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    log.record(log.reserve().unwrap(), AuditEvent::Request(request(3)));
+    log.record(
+        log.reserve().unwrap(),
+        AuditEvent::Request(Arc::new(request(3))),
+    );
     tx.send(true).unwrap();
     task.await.unwrap();
     // The new file starts a fresh segment anchored in memory at the last line written (seq 1).
@@ -460,7 +479,7 @@ async fn a_failing_sink_is_unhealthy_until_it_can_be_reopened() {
 fn disabled_log_is_a_no_op() {
     let log = AuditLog::disabled();
     let slot = log.reserve().unwrap();
-    log.record(slot, AuditEvent::Request(request(1)));
+    log.record(slot, AuditEvent::Request(Arc::new(request(1))));
     log.record_admin(AdminRecord::new("reload", "ok", serde_json::Value::Null));
     let stats = log.stats();
     assert!(!stats.enabled && stats.healthy);
@@ -548,7 +567,10 @@ async fn query_values_never_reach_the_log() {
     let (log, writer) = AuditLog::open(file_config(&path, u64::MAX, 3)).unwrap();
     let mut record = request(1);
     record.path = "/acme/pd?api_key=hunter2".to_owned();
-    log.record(log.reserve().unwrap(), AuditEvent::Request(record));
+    log.record(
+        log.reserve().unwrap(),
+        AuditEvent::Request(Arc::new(record)),
+    );
     let (_tx, rx) = watch::channel(true);
     writer.run(rx).await;
     let text = std::fs::read_to_string(&path).unwrap();
