@@ -466,6 +466,21 @@ async fn the_audit_log_chains_every_request_and_admin_action() {
         assert_eq!(b["prev"], a["hash"]);
     }
     assert!(!text.contains(SECRET_V1) && !text.contains(KEY));
+    let metrics = client()
+        .get(gw.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let written: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("portcullis_audit_lines_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(written >= lines.len() as u64, "{written} < {}", lines.len());
 
     let verify = |path: &std::path::Path| {
         std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))

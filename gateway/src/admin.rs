@@ -60,21 +60,8 @@ impl AdminApi {
     }
 
     fn metrics_allowed_without_token(&self, peer: Option<IpAddr>) -> bool {
-        let Some(ip) = peer else { return false };
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        ip.is_loopback()
-            || self
-                .reloader
-                .shared()
-                .runtime
-                .load()
-                .config
-                .admin
-                .metrics_cidrs
-                .contains(ip)
+        let runtime = self.reloader.shared().runtime.load();
+        metrics_open_to(peer, &runtime.config.admin.metrics_cidrs)
     }
 
     async fn route(&self, session: &mut ServerSession) -> Reply {
@@ -92,6 +79,7 @@ impl AdminApi {
             if !self.metrics_allowed_without_token(peer) && !self.authorized(session) {
                 return Reply::error(StatusCode::UNAUTHORIZED, "unauthorized");
             }
+            self.sync_audit_counters();
             return Reply {
                 status: StatusCode::OK,
                 content_type: crate::metrics::CONTENT_TYPE,
@@ -142,6 +130,21 @@ impl AdminApi {
                 Reply::json(code, &json!(*status))
             }
             _ => Reply::error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+        }
+    }
+
+    /// The audit writer counts in its own atomics; bring the exported counters up to them.
+    fn sync_audit_counters(&self) {
+        let shared = self.reloader.shared();
+        let stats = shared.audit.stats();
+        for (counter, value) in [
+            (shared.metrics.audit_written(), stats.written),
+            (shared.metrics.audit_dropped(), stats.dropped),
+        ] {
+            let exported = counter.get();
+            if value > exported {
+                counter.inc_by(value - exported);
+            }
         }
     }
 
@@ -270,6 +273,17 @@ impl AdminApi {
     }
 }
 
+/// Whether a peer may scrape `/metrics` without the token: loopback, or inside the configured
+/// CIDRs. An unknown peer may not (fail closed).
+fn metrics_open_to(peer: Option<IpAddr>, cidrs: &portcullis_allowlist::CidrSet) -> bool {
+    let Some(ip) = peer else { return false };
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    ip.is_loopback() || cidrs.contains(ip)
+}
+
 fn ms(t: std::time::SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -341,6 +355,19 @@ impl ServeHttp for AdminApi {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_are_open_to_loopback_and_configured_cidrs_only() {
+        let cidrs = portcullis_allowlist::CidrSet::parse(["10.0.0.0/8"]).unwrap();
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert!(metrics_open_to(ip("127.0.0.1"), &cidrs));
+        assert!(metrics_open_to(ip("::1"), &cidrs));
+        assert!(metrics_open_to(ip("::ffff:127.0.0.1"), &cidrs));
+        assert!(metrics_open_to(ip("10.1.2.3"), &cidrs));
+        assert!(!metrics_open_to(ip("192.0.2.1"), &cidrs));
+        assert!(!metrics_open_to(ip("2001:db8::1"), &cidrs));
+        assert!(!metrics_open_to(None, &cidrs));
+    }
 
     #[test]
     fn traffic_query_parses_and_rejects() {
