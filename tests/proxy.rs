@@ -380,6 +380,55 @@ allow_destinations = ["127.0.0.0/8"]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_total_timeout_cuts_a_response_that_keeps_trickling() {
+    // Each chunk arrives well within the read timeout, but the whole exchange would take 3 s.
+    let trickle = UpstreamBuilder::new()
+        .reply(|_| Reply {
+            body: ReplyBody::Drip {
+                chunks: 30,
+                interval: Duration::from_millis(100),
+            },
+            ..Reply::ok("")
+        })
+        .start()
+        .await;
+    let routes = format!(
+        r#"
+[[routes]]
+name = "trickle"
+tenant = "acme"
+path = "/trickle"
+target = "{}"
+read_timeout_ms = 1000
+total_timeout_ms = 500
+allow_destinations = ["127.0.0.0/8"]
+"#,
+        trickle.url()
+    );
+    let gw = GatewayProcess::start(&config(&routes), &[]);
+    let started = std::time::Instant::now();
+    let resp = client()
+        .get(gw.url("/trickle/x"))
+        .header("x-portcullis-key", KEY)
+        .send()
+        .await
+        .unwrap();
+    // The headers were already on their way: the cut shows as a truncated body.
+    let body = resp.bytes().await;
+    let elapsed = started.elapsed();
+    match body {
+        Ok(b) => panic!(
+            "body completed ({} bytes) despite the total timeout",
+            b.len()
+        ),
+        Err(_) => assert!(
+            elapsed < Duration::from_millis(2500),
+            "cut after {elapsed:?}"
+        ),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_leave_from_the_tenants_egress_address_and_pools_never_cross() {
     let upstream = UpstreamBuilder::new().start().await;
     let mut cfg = config(&format!(

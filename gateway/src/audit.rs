@@ -80,6 +80,9 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 /// The most events the writer takes from the queue for one write.
 const BATCH: usize = 256;
 
+/// How long the writer waits for more lines before writing a partial batch.
+const LINGER: Duration = Duration::from_millis(5);
+
 /// How often a writer whose file failed tries to reopen it.
 const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -582,6 +585,19 @@ impl AuditWriter {
                 n = rx.recv_many(&mut batch, BATCH) => {
                     if n == 0 {
                         break;
+                    }
+                    // Linger briefly, without polling the channel (each poll that finds it empty
+                    // arms a wake-up per sent line), then take what arrived: under load this
+                    // turns one cross-thread wake, one hand-off to the blocking pool and one
+                    // write(2) per request into one per batch.
+                    if batch.len() < BATCH {
+                        tokio::time::sleep(LINGER).await;
+                        while batch.len() < BATCH {
+                            match rx.try_recv() {
+                                Ok(event) => batch.push(event),
+                                Err(_) => break,
+                            }
+                        }
                     }
                 }
                 changed = shutdown.changed() => {
