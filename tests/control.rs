@@ -82,7 +82,12 @@ async fn labelled_upstream() -> Upstream {
 }
 
 fn start(config: &str) -> GatewayProcess {
-    GatewayProcess::start_with(config, &[], |dir| {
+    start_with_env(config, &[])
+}
+
+/// Starts the gateway with the admin token file and the secrets directory in place.
+fn start_with_env(config: &str, env: &[(&str, &str)]) -> GatewayProcess {
+    GatewayProcess::start_with(config, env, |dir| {
         std::fs::write(dir.join("admin-token"), format!("{ADMIN_TOKEN}\n")).unwrap();
         std::fs::create_dir_all(dir.join("secrets/acme")).unwrap();
         std::fs::write(dir.join("secrets/acme/pd"), SECRET_V1).unwrap();
@@ -533,11 +538,7 @@ async fn the_audit_log_chains_every_request_and_admin_action() {
 async fn json_logs_parse_and_carry_no_secret() {
     let upstream = labelled_upstream().await;
     let cfg = config(&upstream, "a", "");
-    let gw = GatewayProcess::start_with(&cfg, &[("PORTCULLIS_LOG_FORMAT", "json")], |dir| {
-        std::fs::write(dir.join("admin-token"), ADMIN_TOKEN).unwrap();
-        std::fs::create_dir_all(dir.join("secrets/acme")).unwrap();
-        std::fs::write(dir.join("secrets/acme/pd"), SECRET_V1).unwrap();
-    });
+    let gw = start_with_env(&cfg, &[("PORTCULLIS_LOG_FORMAT", "json")]);
     let resp = client()
         .get(gw.url("/acme/pd/x"))
         .header("x-portcullis-key", KEY)
