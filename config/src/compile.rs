@@ -49,13 +49,12 @@ pub fn compile(file: &Path, source: &str) -> Result<Snapshot, ConfigErrors> {
         Ok(raw) => raw,
         Err(e) => {
             let mut reporter = Reporter::new(file, source);
-            let span = e.span().unwrap_or(0..0);
-            let message = clean_toml_message(e.message());
-            let message = match key_before(source, span.start) {
-                Some(key) if !message.contains('`') => format!("{key}: {message}"),
-                _ => message,
-            };
-            reporter.error(span, message);
+            report_toml_error(&mut reporter, source, 0, &e);
+            // serde stops at the first schema error; look at each section on its own to find
+            // the others too.
+            for (offset, error) in schema_errors_by_section(source) {
+                report_toml_error(&mut reporter, source, offset, &error);
+            }
             return Err(reporter.into_errors());
         }
     };
@@ -83,6 +82,92 @@ pub fn compile(file: &Path, source: &str) -> Result<Snapshot, ConfigErrors> {
 /// The hex sha256 of a configuration source: the identity of a snapshot.
 pub fn config_hash(source: &str) -> String {
     hex::encode(Sha256::digest(source.as_bytes()))
+}
+
+/// Records a toml/serde error found in `source[offset..]`, naming the key for type errors.
+fn report_toml_error(
+    reporter: &mut Reporter<'_>,
+    source: &str,
+    offset: usize,
+    e: &toml::de::Error,
+) {
+    let span = e
+        .span()
+        .map_or(offset..offset, |s| s.start + offset..s.end + offset);
+    let message = clean_toml_message(e.message());
+    let message = match key_before(source, span.start) {
+        Some(key) if !message.contains('`') => format!("{key}: {message}"),
+        _ => message,
+    };
+    reporter.error(span, message);
+}
+
+/// Re-checks each top-level section (`[server]`, every `[[routes]]` element with its
+/// sub-tables, …) on its own, so that one bad section does not hide the errors of the others.
+/// Returns each error with the byte offset of the section it was found in. Only used after the
+/// whole-file parse failed; sections written inline (`routes = [{…}]`) are not split.
+fn schema_errors_by_section(source: &str) -> Vec<(usize, toml::de::Error)> {
+    use std::collections::BTreeMap as Map;
+    fn check<T: serde::de::DeserializeOwned>(text: &str) -> Option<toml::de::Error> {
+        toml::from_str::<Map<String, T>>(text).err()
+    }
+    // A syntax error makes any split meaningless: the first error is all there is.
+    if toml::from_str::<toml::Table>(source).is_err() {
+        return Vec::new();
+    }
+    let headers: Vec<(usize, String)> = header_lines(source);
+    let mut out = Vec::new();
+    for (i, (start, name)) in headers.iter().enumerate() {
+        let top = name.split('.').next().unwrap_or("");
+        if name.contains('.') {
+            continue; // a sub-table: checked with its parent
+        }
+        let end = headers[i + 1..]
+            .iter()
+            .find(|(_, n)| !n.starts_with(&format!("{top}.")))
+            .map_or(source.len(), |(s, _)| *s);
+        let text = &source[*start..end];
+        let error = match top {
+            "server" => check::<crate::raw::RawServer>(text),
+            "secrets" => check::<crate::raw::RawSecrets>(text),
+            "admin" => check::<crate::raw::RawAdmin>(text),
+            "audit" => check::<crate::raw::RawAudit>(text),
+            "metrics" => check::<crate::raw::RawMetrics>(text),
+            "allowlists" => check::<Map<String, Vec<String>>>(text),
+            "egress_pools" => check::<Vec<crate::raw::RawEgressPool>>(text),
+            "tenants" => check::<Vec<RawTenant>>(text),
+            "routes" => check::<Vec<RawRoute>>(text),
+            // Unknown sections are reported by the whole-file parse.
+            _ => None,
+        };
+        if let Some(e) = error {
+            out.push((*start, e));
+        }
+    }
+    out
+}
+
+/// `(byte offset, name)` of every `[table]` / `[[array]]` header line, in order.
+fn header_lines(source: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    for line in source.split_inclusive('\n') {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            let name = trimmed
+                .split('#')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .trim()
+                .replace([' ', '"'], "");
+            out.push((offset + (line.len() - line.trim_start().len()), name));
+        }
+        offset += line.len();
+    }
+    out
 }
 
 /// The key whose value starts at `offset` (`retries` in `retries = "three"`), to name it in

@@ -114,6 +114,8 @@ impl<'a> Reporter<'a> {
     pub(crate) fn into_errors(mut self) -> ConfigErrors {
         self.diagnostics
             .sort_by_key(|d| (d.line, d.column, d.message.clone()));
+        // The same problem may be found by more than one pass.
+        self.diagnostics.dedup();
         ConfigErrors(self.diagnostics)
     }
 }
