@@ -9,8 +9,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use http::{HeaderName, HeaderValue};
 use portcullis_allowlist::{AcceptRules, CidrSet, DestinationGuard};
 use portcullis_routes::{MethodSet, PathPrefix, Rewrite, RouteTable};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::Template;
 
@@ -75,8 +78,8 @@ pub struct Server {
     pub tls: Vec<TlsListener>,
     /// The admin API listener.
     pub admin_listen: SocketAddr,
-    /// Lowercase name of the header carrying a caller's gateway key.
-    pub gateway_key_header: String,
+    /// The header carrying a caller's gateway key.
+    pub gateway_key_header: HeaderName,
     /// Default cap on a request body; `None` is unlimited.
     pub max_request_body_bytes: Option<u64>,
     /// Cap on the total size of request headers.
@@ -165,8 +168,8 @@ pub struct Tenant {
     pub id: String,
     /// Index into `Snapshot::egress_pools`.
     pub egress_pool: Option<usize>,
-    /// sha256 digests of the tenant's gateway keys.
-    pub key_hashes: Vec<[u8; 32]>,
+    /// Digests of the tenant's gateway keys.
+    pub keys: KeyDigests,
     /// Where the tenant's callers may come from; `None` is anywhere.
     pub caller_cidrs: Option<CidrSet>,
 }
@@ -184,12 +187,18 @@ pub struct Route {
     pub rewrite: Rewrite,
     /// Methods accepted (405 otherwise).
     pub methods: MethodSet,
-    /// Upstream targets (at least one).
-    pub targets: Vec<Target>,
+    /// Where requests go.
+    pub upstream: RouteUpstream,
+    /// How the route authenticates upstream.
+    pub auth: RouteAuth,
     /// Set `Host` to the target's authority (otherwise the caller's is forwarded).
     pub change_origin: bool,
-    /// Lowercase request/response header names forwarded besides the default safe list.
-    pub allowed_headers: Vec<String>,
+    /// Header names the route lists in `allowed_headers`, besides the default safe list.
+    pub allowed_headers: Vec<HeaderName>,
+    /// Request headers forwarded: [`DEFAULT_FORWARD_HEADERS`] plus `allowed_headers`.
+    pub forward_headers: Vec<HeaderName>,
+    /// Whether `set-cookie` from the upstream reaches the caller (`allowed_headers` lists it).
+    pub pass_set_cookie: bool,
     /// Headers injected on the upstream request (caller copies are dropped first).
     pub headers: Vec<InjectedHeader>,
     /// No gateway key required.
@@ -220,6 +229,31 @@ pub struct Route {
     pub secret_refs: Vec<String>,
 }
 
+/// Where a route's requests go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteUpstream {
+    /// Over the internet (or an explicitly allowed private range), from the tenant's egress
+    /// addresses, balanced over the targets.
+    Saas {
+        /// At least one target.
+        targets: Vec<Target>,
+    },
+}
+
+/// How a route authenticates to its upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RouteAuth {
+    /// The gateway injects the route's `headers`, whose `${secret:…}` references are the
+    /// tenant's credentials.
+    #[default]
+    Inject,
+}
+
+/// The sha256 digests of accepted keys (gateway keys, admin tokens, tunnel tokens): the config
+/// never holds a key itself, and a presented key is compared in constant time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyDigests(Vec<[u8; 32]>);
+
 /// An upstream target parsed from a URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -231,13 +265,15 @@ pub struct Target {
     pub port: u16,
     /// Path the request path is appended to ("" for none).
     pub base_path: String,
+    /// `host[:port]` as sent in `Host` (IPv6 bracketed, default port omitted), ready to send.
+    pub authority: HeaderValue,
 }
 
 /// A header set on the upstream request.
 #[derive(Debug, Clone)]
 pub struct InjectedHeader {
-    /// Lowercase header name.
-    pub name: String,
+    /// Header name.
+    pub name: HeaderName,
     /// The value, with references.
     pub value: Template,
 }
@@ -279,23 +315,106 @@ impl Snapshot {
     pub fn route(&self, name: &str) -> Option<&Route> {
         self.routes.iter().find(|r| r.name == name)
     }
+
+    /// Every `(tenant id, secret name)` a route references, in route order, each pair once.
+    pub fn secret_refs(&self) -> Vec<(&str, &str)> {
+        let mut seen = std::collections::HashSet::new();
+        self.routes
+            .iter()
+            .flat_map(|r| {
+                let tenant = self.tenants[r.tenant].id.as_str();
+                r.secret_refs.iter().map(move |s| (tenant, s.as_str()))
+            })
+            .filter(|pair| seen.insert(*pair))
+            .collect()
+    }
+
+    /// The routes of `tenant` whose headers reference the secret `name`.
+    pub fn routes_using_secret<'a>(
+        &'a self,
+        tenant: &'a str,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a Route> + 'a {
+        self.routes.iter().filter(move |r| {
+            self.tenants[r.tenant].id == tenant && r.secret_refs.iter().any(|s| s == name)
+        })
+    }
 }
 
-// === impl Target ===
+// === impl RouteUpstream ===
+
+impl RouteUpstream {
+    /// The targets requests are balanced over.
+    pub fn targets(&self) -> &[Target] {
+        match self {
+            RouteUpstream::Saas { targets } => targets,
+        }
+    }
+}
+
+// === impl RouteAuth ===
+
+impl RouteAuth {
+    /// The mode as written in the config and shown by the admin API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteAuth::Inject => "inject",
+        }
+    }
+}
+
+// === impl KeyDigests ===
+
+impl KeyDigests {
+    /// Digests as given (each the sha256 of one accepted key).
+    pub fn new(digests: Vec<[u8; 32]>) -> Self {
+        Self(digests)
+    }
+
+    /// The digest of one key.
+    pub fn of_key(key: &[u8]) -> Self {
+        Self(vec![sha256(key)])
+    }
+
+    /// Whether no key is accepted.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// How many keys are accepted.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when `presented` is one of the keys. Every digest is compared in constant time, so
+    /// neither timing nor position tells which one (if any) came close.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        let digest = sha256(presented);
+        self.0
+            .iter()
+            .fold(subtle::Choice::from(0), |acc, d| acc | d.ct_eq(&digest))
+            .into()
+    }
+}
+
+/// The sha256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
 
 impl Target {
-    /// `host:port` as written in a `Host` header (IPv6 bracketed, default port omitted).
-    pub fn authority(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
+    /// `host:port` as written in a `Host` header: IPv6 bracketed, default port omitted.
+    pub fn authority_text(host: &str, port: u16, tls: bool) -> String {
+        let host = if host.contains(':') {
+            format!("[{host}]")
         } else {
-            self.host.clone()
+            host.to_owned()
         };
-        let default_port = if self.tls { 443 } else { 80 };
-        if self.port == default_port {
+        let default_port = if tls { 443 } else { 80 };
+        if port == default_port {
             host
         } else {
-            format!("{host}:{}", self.port)
+            format!("{host}:{port}")
         }
     }
 }

@@ -214,7 +214,7 @@ impl AdminApi {
                     "path": route.path_prefix.as_str(),
                     "methods": route.methods.to_string(),
                     "public": route.public,
-                    "targets": route.targets.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "targets": route.upstream.targets().iter().map(ToString::to_string).collect::<Vec<_>>(),
                     "egress_pool": route.egress_pool.map(|i| runtime.config.egress_pools[i].name.clone()),
                     "secrets_missing": state.missing,
                     "stats": state.metrics.window(now),

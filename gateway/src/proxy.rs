@@ -22,8 +22,6 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use portcullis_allowlist::normalize_path;
 use portcullis_routes::{join_base_path, Lookup, MethodSet};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::audit::{AuditEvent, AuditSlot, RequestRecord};
 use crate::control::Shared;
@@ -147,18 +145,6 @@ impl Gateway {
         ctx.status = 200;
         Ok(true)
     }
-}
-
-/// True when the caller presented one of the tenant's keys. Every stored hash is compared, in
-/// constant time, so neither timing nor position leaks which (if any) was close.
-fn key_matches(presented: &[u8], hashes: &[[u8; 32]]) -> bool {
-    let digest = Sha256::digest(presented);
-    hashes
-        .iter()
-        .fold(subtle::Choice::from(0), |acc, h| {
-            acc | h.ct_eq(digest.as_slice())
-        })
-        .into()
 }
 
 /// A caller's request id is kept when it is short and plain; otherwise a new one is made.
@@ -293,9 +279,9 @@ impl ProxyHttp for Gateway {
         if !route.public {
             let presented = req
                 .headers
-                .get(rt.config.server.gateway_key_header.as_str())
+                .get(&rt.config.server.gateway_key_header)
                 .map(HeaderValue::as_bytes);
-            if !presented.is_some_and(|k| key_matches(k, &tenant.key_hashes)) {
+            if !presented.is_some_and(|k| tenant.keys.matches(k)) {
                 return self.deny(session, ctx, ErrorCode::Unauthenticated).await;
             }
         }
@@ -386,7 +372,8 @@ impl ProxyHttp for Gateway {
             return Error::e_explain(ErrorType::HTTPStatus(403), "destination denied");
         }
         let target_index = backend.ext.get::<TargetIndex>().map_or(0, |t| t.0);
-        let target = &route.targets[target_index.min(route.targets.len() - 1)];
+        let targets = route.upstream.targets();
+        let target = &targets[target_index.min(targets.len() - 1)];
         ctx.target = target_index;
         ctx.upstream_addr = Some(addr);
 
@@ -462,7 +449,8 @@ impl ProxyHttp for Gateway {
         };
         let route = &rt.config.routes[route_id];
         let state = &rt.routes[route_id];
-        let target = &route.targets[ctx.target.min(route.targets.len() - 1)];
+        let targets = route.upstream.targets();
+        let target = &targets[ctx.target.min(targets.len() - 1)];
 
         let path = join_base_path(&target.base_path, &ctx.upstream_path);
         let uri = path.parse::<http::Uri>().map_err(|e| {
@@ -481,13 +469,13 @@ impl ProxyHttp for Gateway {
         for name in &drop {
             upstream.remove_header(name);
         }
-        upstream.remove_header(rt.config.server.gateway_key_header.as_str());
+        upstream.remove_header(&rt.config.server.gateway_key_header);
         for (name, value) in &state.headers {
             upstream.remove_header(name);
             upstream.insert_header(name.clone(), value.clone())?;
         }
         if route.change_origin {
-            upstream.insert_header(HOST, target.authority())?;
+            upstream.insert_header(HOST, target.authority.clone())?;
         }
 
         let client = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
@@ -516,8 +504,8 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         if let Some(route_id) = ctx.route {
             let route = &ctx.runtime.config.routes[route_id];
-            for name in GUARDED_RESPONSE_HEADERS {
-                if !route.allowed_headers.iter().any(|a| a == name) {
+            if !route.pass_set_cookie {
+                for name in GUARDED_RESPONSE_HEADERS {
                     resp.remove_header(name);
                 }
             }

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use pingora::lb::LoadBalancer;
 use pingora::prelude::RoundRobin;
-use portcullis_config::{Snapshot, TemplatePart, DEFAULT_FORWARD_HEADERS};
+use portcullis_config::{Snapshot, TemplatePart};
 
 use crate::egress::{egress_document, EgressSelector};
 use crate::metrics::{Metrics, RouteMetrics};
@@ -210,8 +210,7 @@ impl Runtime {
                         },
                     }
                 }
-                let name = HeaderName::from_bytes(injected.name.as_bytes())
-                    .expect("header names are validated by the config compiler");
+                let name = injected.name.clone();
                 match HeaderValue::from_str(&value) {
                     Ok(mut v) => {
                         v.set_sensitive(true);
@@ -224,12 +223,7 @@ impl Runtime {
                     )),
                 }
             }
-            let forward_headers = DEFAULT_FORWARD_HEADERS
-                .iter()
-                .copied()
-                .chain(route.allowed_headers.iter().map(String::as_str))
-                .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok())
-                .collect();
+            let forward_headers = route.forward_headers.clone();
             let upstream = build_load_balancer(route, ca.as_ref()).await;
             let secret_usage = route
                 .secret_refs

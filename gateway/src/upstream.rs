@@ -102,18 +102,22 @@ impl ServiceDiscovery for DnsDiscovery {
 
 /// Builds a route's load balancer and resolves its targets once.
 pub async fn build_load_balancer(route: &Route, ca: Option<&CaBundle>) -> LoadBalancer<RoundRobin> {
-    let backends = Backends::new(Box::new(DnsDiscovery::new(route.targets.clone())));
+    let targets = route.upstream.targets();
+    let backends = Backends::new(Box::new(DnsDiscovery::new(targets.to_vec())));
     let mut lb = LoadBalancer::from_backends(backends);
     if let Err(e) = lb.update().await {
         tracing::warn!(route = %route.name, error = %e, "route has no resolvable target yet");
     }
     // Health checks pay off only when there is another target to fail over to; with one target
     // the real connection attempt gives the caller the precise error (refused, timeout).
-    if route.targets.len() > 1 || lb.backends().get_backend().len() > 1 {
-        let first = &route.targets[0];
+    if targets.len() > 1 || lb.backends().get_backend().len() > 1 {
+        let first = &targets[0];
         match &route.health_check.path {
             Some(path) => {
-                let mut hc = HttpHealthCheck::new(&first.authority(), first.tls);
+                let mut hc = HttpHealthCheck::new(
+                    first.authority.to_str().unwrap_or(&first.host),
+                    first.tls,
+                );
                 if let Ok(uri) = path.parse::<http::Uri>() {
                     hc.req.set_uri(uri);
                 }

@@ -1,7 +1,7 @@
 //! The route table: indexes built once, looked up per request.
 
+use rustc_hash::FxBuildHasher;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::host::{lowercase_host, HOST_BUF_LEN};
 use crate::{HostMatch, MethodSet, PathPrefix, Rewrite, RouteError};
@@ -72,17 +72,11 @@ pub struct RouteTable {
 
 /// Maps keyed by host names and path segments.
 ///
-/// They hash with [`FxHasher`] rather than the DoS-resistant default: the keys come from the
-/// config, and a request only probes, so a chosen request cannot make a probe sequence longer.
-/// A lookup hashes the host, each of its suffixes and each path segment; with SipHash that
-/// made `benches/lookup.rs` 15-30% slower.
-type Map<V> = HashMap<Box<str>, V, BuildHasherDefault<FxHasher>>;
-
-/// rustc's Fx hash: one multiply per 8 bytes.
-#[derive(Debug, Clone, Copy, Default)]
-struct FxHasher {
-    hash: u64,
-}
+/// They hash with rustc's Fx hash (`rustc-hash`) rather than the DoS-resistant default: the
+/// keys come from the config, and a request only probes, so a chosen request cannot make a
+/// probe sequence longer. A lookup hashes the host, each of its suffixes and each path segment;
+/// with SipHash that made `benches/lookup.rs` 15-30% slower.
+type Map<V> = HashMap<Box<str>, V, FxBuildHasher>;
 
 /// A segment trie over path prefixes, for the routes of one host match.
 #[derive(Debug, Clone, Default)]
@@ -259,40 +253,5 @@ impl Node {
             node = child;
         }
         best
-    }
-}
-
-// === impl FxHasher ===
-
-impl FxHasher {
-    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-    fn add(&mut self, word: u64) {
-        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(Self::SEED);
-    }
-}
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0; 8];
-            word.copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(word));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u8(&mut self, byte: u8) {
-        self.add(u64::from(byte));
-    }
-
-    fn finish(&self) -> u64 {
-        self.hash
     }
 }

@@ -49,21 +49,22 @@ headers = {{ Authorization = \"Token token=${{secret:pagerduty}}\" }}
     let r = &s.routes[0];
     assert_eq!(r.name, "pd");
     assert_eq!(s.tenant_of(r).id, "acme");
-    assert_eq!(
-        r.targets,
-        vec![Target {
-            tls: true,
-            host: "api.pagerduty.com".into(),
-            port: 443,
-            base_path: "/v2".into()
-        }]
-    );
+    let targets = r.upstream.targets();
+    assert_eq!(targets.len(), 1);
+    assert!(targets[0].tls);
+    assert_eq!(targets[0].host, "api.pagerduty.com");
+    assert_eq!(targets[0].port, 443);
+    assert_eq!(targets[0].base_path, "/v2");
+    assert_eq!(targets[0].authority, "api.pagerduty.com");
+    assert_eq!(r.auth, RouteAuth::Inject);
+    assert!(r.forward_headers.iter().any(|h| h == "content-type"));
+    assert!(!r.pass_set_cookie);
     assert!(r.change_origin);
     assert!(!r.public);
     assert!(r.tls_verify);
     assert_eq!(r.retries, 1);
     assert_eq!(r.timeouts, Timeouts::default());
-    assert_eq!(r.rewrite, Rewrite::StripPrefix);
+    assert_eq!(r.rewrite, portcullis_routes::Rewrite::StripPrefix);
     assert_eq!(r.secret_refs, vec!["pagerduty".to_string()]);
     assert_eq!(r.headers[0].name, "authorization");
     assert_eq!(
@@ -139,7 +140,7 @@ health_check = {{ path = \"/h\", interval_ms = 150 }}
     assert_eq!(r.timeouts.total, Duration::from_millis(30));
     assert_eq!(r.health_check.path.as_deref(), Some("/h"));
     assert_eq!(r.health_check.interval, Duration::from_millis(150));
-    assert_eq!(r.targets.len(), 2);
+    assert_eq!(r.upstream.targets().len(), 2);
 }
 
 #[test]
@@ -188,14 +189,15 @@ egress_pool = "us"
 
 #[test]
 fn targets_parse_ports_ipv6_and_reject_credentials() {
+    let t = parse_target("http://[::1]:8080/x").unwrap();
     assert_eq!(
-        parse_target("http://[::1]:8080/x").unwrap(),
-        Target {
-            tls: false,
-            host: "::1".into(),
-            port: 8080,
-            base_path: "/x".into()
-        }
+        (t.tls, t.host.as_str(), t.port, t.base_path.as_str()),
+        (false, "::1", 8080, "/x")
+    );
+    assert_eq!(t.authority, "[::1]:8080");
+    assert_eq!(
+        parse_target("http://h.example:80").unwrap().authority,
+        "h.example"
     );
     assert!(parse_target("https://u:p@h")
         .unwrap_err()
@@ -216,4 +218,53 @@ fn the_hash_identifies_the_source() {
     assert_ne!(a.hash, b.hash);
     assert_eq!(a.hash.len(), 64);
     assert_eq!(a.short_hash().len(), 12);
+}
+
+#[test]
+fn port_zero_may_repeat_for_tests_and_the_demo() {
+    let s = ok(
+        "[server]\nlisten = [\"127.0.0.1:0\", \"127.0.0.1:0\"]\nadmin_listen = \"127.0.0.1:0\"\n",
+    );
+    assert_eq!(s.server.listen.len(), 2);
+    let e = errors("[server]\nlisten = [\"127.0.0.1:80\", \"127.0.0.1:80\"]\n");
+    assert!(e[0].contains("127.0.0.1:80 is listed twice"), "{e:?}");
+}
+
+#[test]
+fn key_digests_match_only_the_keys_they_were_made_from() {
+    let s = ok(BASE);
+    // BASE's digest is sha256("foo").
+    assert!(s.tenants[0].keys.matches(b"foo"));
+    assert!(!s.tenants[0].keys.matches(b"fo"));
+    assert!(!KeyDigests::default().matches(b""));
+    assert!(KeyDigests::of_key(b"k").matches(b"k"));
+}
+
+#[test]
+fn secret_references_are_listed_once_and_mapped_to_their_routes() {
+    let s = ok(&format!(
+        "{BASE}
+[[routes]]
+name = \"a\"
+tenant = \"acme\"
+path = \"/a\"
+target = \"https://a.example\"
+headers = {{ Authorization = \"${{secret:tok}}\", X-Other = \"${{secret:tok}}-${{secret:two}}\" }}
+
+[[routes]]
+name = \"b\"
+tenant = \"acme\"
+path = \"/b\"
+target = \"https://b.example\"
+headers = {{ Authorization = \"${{secret:tok}}\" }}
+"
+    ));
+    assert_eq!(s.secret_refs(), [("acme", "tok"), ("acme", "two")]);
+    let users: Vec<&str> = s
+        .routes_using_secret("acme", "tok")
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(users, ["a", "b"]);
+    assert_eq!(s.routes_using_secret("acme", "two").count(), 1);
+    assert_eq!(s.routes_using_secret("other", "tok").count(), 0);
 }
