@@ -5,7 +5,6 @@ mod support;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use support::*;
 
@@ -116,39 +115,33 @@ fn hash_key_reads_stdin() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_proxies_with_an_injected_secret_from_its_egress_ip() {
-    let port = free_port();
-    let admin = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let ready_path = dir.path().join("ready.json");
     let mut child = portcullis()
         .args([
             "demo",
             "--threads",
             "1",
             "--listen",
-            &format!("127.0.0.1:{port}"),
+            "127.0.0.1:0",
             "--admin-listen",
-            &format!("127.0.0.1:{admin}"),
+            "127.0.0.1:0",
+            "--ready-file",
         ])
+        .arg(&ready_path)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let ready = wait_ready(&mut child, &ready_path, String::new);
+    let port = ready.http[0].port();
     let c = client();
-    let url = format!("http://127.0.0.1:{port}/demo/echo/hello?x=1");
-    let resp = loop {
-        match c
-            .get(&url)
-            .header("x-portcullis-key", "demo-key")
-            .send()
-            .await
-        {
-            Ok(r) => break r,
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await
-            }
-            Err(e) => panic!("demo did not come up: {e}"),
-        }
-    };
+    let resp = c
+        .get(format!("http://127.0.0.1:{port}/demo/echo/hello?x=1"))
+        .header("x-portcullis-key", "demo-key")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let echo = json(&resp.text().await.unwrap());
     assert_eq!(echo["path"], "/api/hello?x=1");

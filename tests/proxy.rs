@@ -327,7 +327,7 @@ async fn upstream_down_is_502_and_slow_upstream_is_504() {
         })
         .start()
         .await;
-    let dead_port = free_port();
+    let (_closed, dead_port) = closed_port();
     let routes = format!(
         r#"
 [[routes]]
@@ -513,7 +513,7 @@ async fn round_robin_retries_and_health_checks_route_around_a_dead_target() {
         .reply(|_| Reply::ok("b"))
         .start()
         .await;
-    let dead = free_port();
+    let (_closed, dead) = closed_port();
     let routes = format!(
         r#"
 [[routes]]
@@ -640,17 +640,15 @@ allow_destinations = ["127.0.0.0/8"]
 async fn downstream_http2_over_tls_through_alpn() {
     let cert = TestCert::generate();
     let upstream = UpstreamBuilder::new().start().await;
-    let tls_port = free_port();
     let mut cfg = config(&pd_route(&upstream));
     cfg = cfg.replace(
         "max_request_header_bytes = 8192",
-        &format!(
-            "max_request_header_bytes = 8192\n\n[[server.tls]]\nlisten = \"127.0.0.1:{tls_port}\"\ncert = \"{{DIR}}/cert.pem\"\nkey = \"{{DIR}}/key.pem\""
-        ),
+        "max_request_header_bytes = 8192\n\n[[server.tls]]\nlisten = \"{TLS_LISTEN}\"\ncert = \"{DIR}/cert.pem\"\nkey = \"{DIR}/key.pem\"",
     );
     let gw = GatewayProcess::start_with(&cfg, &secret_env(), |dir| {
         cert.write(dir);
     });
+    let tls_port = gw.tls_addrs[0].port();
     let ca = reqwest::Certificate::from_pem(cert.ca_pem.as_bytes()).unwrap();
     let c = reqwest::Client::builder()
         .no_proxy()

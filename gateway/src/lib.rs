@@ -4,27 +4,33 @@
 //! A request is matched to a route, its caller checked (gateway key, caller CIDRs, accept rules),
 //! stripped of what it must not forward, given the tenant's secret, and sent from one of the
 //! tenant's published egress IPs. The compiled configuration comes from `portcullis-config`;
-//! this crate adds what needs IO: secrets, DNS, TLS trust, sockets.
+//! this crate adds what needs IO: secrets, DNS, TLS trust, sockets, the admin API, metrics and
+//! the audit log.
 //!
 //! It is not the policy language (that is `portcullis-config`, `-routes` and `-allowlist`, all
-//! pure) and not the command line's argument parsing beyond [`cli`].
+//! pure). Its modules are private: the binary needs only [`main`].
+//!
+//! One folder per concern, top to bottom: `cli` (one file per subcommand) → `app` (process
+//! wiring, reload triggers, shutdown order) → `admin` (the admin API) and `control` (shared state
+//! and the reload function) → `proxy` (the request path) → `runtime` (the snapshot a request
+//! reads) → `upstream`, `secrets`, `observe` (records what happened; decides nothing) →
+//! `outcome`, `clock`. `listener` binds sockets for `app`; `demo` is the built-in demo.
 
-pub mod admin;
-pub mod audit;
-pub mod cli;
-pub mod control;
-pub mod demo;
-pub mod egress;
-pub mod errors;
-pub mod metrics;
-pub mod proxy;
-pub mod runtime;
-pub mod secrets;
-pub mod server;
-pub mod traffic;
-pub mod upstream;
+mod admin;
+mod app;
+mod cli;
+mod clock;
+mod control;
+mod demo;
+mod listener;
+mod observe;
+mod outcome;
+mod proxy;
+mod runtime;
+mod secrets;
+mod upstream;
 
-pub use control::{Reloader, Shared};
-pub use errors::ErrorCode;
-pub use proxy::Gateway;
-pub use runtime::{Runtime, SharedRuntime};
+/// Runs the `portcullis` command line; the return value is the process exit code.
+pub fn main() -> std::process::ExitCode {
+    cli::main()
+}

@@ -1,5 +1,5 @@
 //! `portcullis`: the gateway binary. Argument parsing and everything else live in the library.
 
 fn main() -> std::process::ExitCode {
-    portcullis_gateway::cli::main()
+    portcullis_gateway::main()
 }

@@ -83,6 +83,8 @@ pub struct TestCert {
 pub struct GatewayProcess {
     pub addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// TLS listeners, in config order.
+    pub tls_addrs: Vec<SocketAddr>,
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
     child: Child,
@@ -345,14 +347,43 @@ impl TestCert {
 
 // === impl GatewayProcess ===
 
-/// A loopback port that was free a moment ago (the kernel hands out ephemeral ports in order,
-/// so a just-released one is not handed out again soon).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A loopback port that refuses connections for as long as the returned socket lives: bound,
+/// never listening. (A port that was merely free a moment ago may be taken by the time it is
+/// used.)
+pub fn closed_port() -> (socket2::Socket, u16) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    let port = socket.local_addr().unwrap().as_socket().unwrap().port();
+    (socket, port)
+}
+
+/// What `--ready-file` holds: the addresses the gateway really listens on.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Ready {
+    pub http: Vec<SocketAddr>,
+    pub https: Vec<SocketAddr>,
+    pub admin: SocketAddr,
+}
+
+/// Waits for `child` to write its ready file (or to exit, which panics with `log`).
+pub fn wait_ready(child: &mut Child, ready: &Path, log: impl Fn() -> String) -> Ready {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(ready) {
+            return serde_json::from_str(&text).unwrap();
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("portcullis exited early ({status}):\n{}", log());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "portcullis did not become ready:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 pub fn sha256_hex(s: &str) -> String {
@@ -361,8 +392,9 @@ pub fn sha256_hex(s: &str) -> String {
 }
 
 impl GatewayProcess {
-    /// Starts `portcullis run` on `config` (which must contain `{LISTEN}` and `{ADMIN}` where the
-    /// addresses go) with extra environment variables.
+    /// Starts `portcullis run` on `config` with extra environment variables. `{LISTEN}`,
+    /// `{ADMIN}` and `{TLS_LISTEN}` in the config become `127.0.0.1:0`: the gateway picks free
+    /// ports and reports them in its ready file.
     pub fn start(config: &str, env: &[(&str, &str)]) -> Self {
         Self::start_with(config, env, |_| {})
     }
@@ -372,19 +404,16 @@ impl GatewayProcess {
     pub fn start_with(config: &str, env: &[(&str, &str)], prepare: impl FnOnce(&Path)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         prepare(dir.path());
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let admin_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let text = config
-            .replace("{LISTEN}", &addr.to_string())
-            .replace("{ADMIN}", &admin_addr.to_string())
-            .replace("{DIR}", dir.path().to_str().unwrap());
         let config_path = dir.path().join("portcullis.toml");
-        std::fs::write(&config_path, text).unwrap();
+        std::fs::write(&config_path, fill(config, dir.path())).unwrap();
         let log_path = dir.path().join("gateway.log");
+        let ready_path = dir.path().join("ready.json");
         let log = std::fs::File::create(&log_path).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
         cmd.args(["run", "--threads", "1", "--config"])
             .arg(&config_path)
+            .arg("--ready-file")
+            .arg(&ready_path)
             .env("RUST_LOG", "info")
             .env_remove("PORTCULLIS_CONFIG")
             .stdin(Stdio::null())
@@ -393,35 +422,19 @@ impl GatewayProcess {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().expect("spawning portcullis");
-        let mut gw = Self {
-            addr,
-            admin_addr,
+        let mut child = cmd.spawn().expect("spawning portcullis");
+        let ready = wait_ready(&mut child, &ready_path, || {
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        });
+        Self {
+            addr: ready.http[0],
+            admin_addr: ready.admin,
+            tls_addrs: ready.https,
             dir,
             config_path,
             child,
             log_path,
-        };
-        gw.wait_ready();
-        gw
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("portcullis exited early ({status}):\n{}", self.log());
-            }
-            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(100)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(25));
         }
-        panic!(
-            "portcullis did not listen on {} in time:\n{}",
-            self.addr,
-            self.log()
-        );
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -434,13 +447,31 @@ impl GatewayProcess {
 
     /// Rewrites the config file the way editors do: write a temporary file, rename it over.
     pub fn write_config(&self, config: &str) {
-        let text = config
-            .replace("{LISTEN}", &self.addr.to_string())
-            .replace("{ADMIN}", &self.admin_addr.to_string())
-            .replace("{DIR}", self.dir.path().to_str().unwrap());
+        let text = self.fill(config);
         let tmp = self.dir.path().join(".portcullis.toml.tmp");
         std::fs::write(&tmp, text).unwrap();
         std::fs::rename(&tmp, &self.config_path).unwrap();
+    }
+
+    /// `config` with its placeholders filled in as for this gateway.
+    pub fn fill(&self, config: &str) -> String {
+        fill(config, self.dir.path())
+    }
+
+    /// Waits (bounded) for the process to exit, returning its status.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "portcullis did not exit in time:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// The config text as it is on disk now.
@@ -473,6 +504,15 @@ impl GatewayProcess {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap()
     }
+}
+
+/// A config with its placeholders filled in: listeners on port 0, `{DIR}` the config directory.
+fn fill(config: &str, dir: &Path) -> String {
+    config
+        .replace("{LISTEN}", "127.0.0.1:0")
+        .replace("{ADMIN}", "127.0.0.1:0")
+        .replace("{TLS_LISTEN}", "127.0.0.1:0")
+        .replace("{DIR}", dir.to_str().unwrap())
 }
 
 impl Drop for GatewayProcess {

@@ -1,0 +1,368 @@
+//! Process wiring: load the config, build the first runtime, bind the listeners, open the
+//! audit log, assemble the Pingora server (proxy, admin API, reload triggers, upstream driver),
+//! run it, and stop it in order ([`shutdown`]).
+//!
+//! Everything that can be wrong with a config is found before anything runs, and reported
+//! all at once: config errors, files the runtime needs, addresses that cannot be bound.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pingora::listeners::tls::TlsSettings;
+use pingora::prelude::{background_service, Opt, Server};
+use pingora::server::configuration::ServerConf;
+use pingora::server::RunArgs;
+use pingora::services::Service;
+use portcullis_api::AuditPolicy;
+use portcullis_config::{LoadError, Snapshot};
+
+use crate::admin::AdminApi;
+use crate::control::{ConfigSource, ListenOverrides, Reloader, Shared};
+use crate::listener::{self, BindError, Bound, PreBound};
+use crate::observe::audit::{AuditConfig, AuditLog, AuditWriter};
+use crate::observe::metrics::Metrics;
+use crate::observe::traffic::{TrafficRing, DEFAULT_TRAFFIC_CAPACITY};
+use crate::observe::Recorders;
+use crate::proxy::Gateway;
+use crate::runtime::{BuildContext, BuildError, Runtime};
+use crate::secrets::{Environment, FingerprintKey, SecretUsageRegistry};
+
+mod background;
+mod shutdown;
+mod triggers;
+
+/// How a gateway process runs, besides its config.
+pub(crate) struct ServeOptions {
+    /// Worker threads of the proxy service.
+    pub(crate) threads: usize,
+    /// How long in-flight requests get to finish on `SIGTERM`.
+    pub(crate) grace: Duration,
+    /// Where to write the bound listener addresses once every listener is bound.
+    pub(crate) ready_file: Option<PathBuf>,
+    /// Values dropped just before the process exits (log writers that flush on drop).
+    pub(crate) flush_on_exit: Vec<Box<dyn Send>>,
+    /// Called once every listener is bound, with their real addresses (the demo's banner).
+    pub(crate) on_ready: Option<OnReady>,
+}
+
+/// What to do once every listener is bound.
+pub(crate) type OnReady = Box<dyn FnOnce(&portcullis_api::Listeners)>;
+
+/// Extra services the caller runs in the same server (the demo's upstreams), each on a socket
+/// bound before the config is generated.
+pub(crate) type ExtraService = Box<dyn Service>;
+
+/// Why the gateway did not start. Each variant lists every problem of its kind.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StartError {
+    /// The config could not be read or is invalid.
+    #[error("invalid config, not starting:\n{0}")]
+    Config(LoadError),
+    /// Files or settings the runtime needs are wrong.
+    #[error("{}", list("cannot build the runtime", .0))]
+    Build(Vec<BuildError>),
+    /// Listeners could not be bound.
+    #[error("{}", list("cannot listen", .0))]
+    Bind(Vec<BindError>),
+    /// The audit log could not be opened.
+    #[error("cannot open the audit log: {0}")]
+    Audit(std::io::Error),
+    /// Anything else about setting up the process.
+    #[error("{0}")]
+    Setup(String),
+}
+
+// === impl ServeOptions ===
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            grace: Duration::from_secs(5),
+            ready_file: None,
+            flush_on_exit: Vec::new(),
+            on_ready: None,
+        }
+    }
+}
+
+/// Runs the gateway until it is told to stop; returns only if it could not start.
+pub(crate) fn serve(
+    source: ConfigSource,
+    env: Arc<dyn Environment>,
+    overrides: ListenOverrides,
+    options: ServeOptions,
+    extra: Vec<ExtraService>,
+) -> Result<std::convert::Infallible, StartError> {
+    let mut snapshot = source.load().map_err(StartError::Config)?;
+    overrides.apply(&mut snapshot);
+    let fingerprint_key = FingerprintKey::random();
+    let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
+    let usage = SecretUsageRegistry::default();
+    let built = Runtime::build(
+        snapshot,
+        &BuildContext {
+            env: env.as_ref(),
+            fingerprint_key: &fingerprint_key,
+            metrics: &metrics,
+            usage: &usage,
+            previous: None,
+        },
+    )
+    .map_err(StartError::Build)?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StartError::Setup(format!("starting the setup runtime: {e}")))?
+        .block_on(built.resolve());
+    let runtime = built.runtime;
+    for (route, state) in runtime.config.routes.iter().zip(&runtime.routes) {
+        if !state.injected.missing.is_empty() {
+            tracing::warn!(route = %route.name, missing = ?state.injected.missing, "route will answer 503 secret_missing until its references resolve");
+        }
+    }
+
+    let listeners = bind_listeners(&runtime.config)?;
+    let (audit, audit_writer) = open_audit(&runtime.config)?;
+    let recorders = Arc::new(Recorders {
+        metrics,
+        audit,
+        traffic: TrafficRing::new(DEFAULT_TRAFFIC_CAPACITY),
+    });
+    let hash = runtime.config.short_hash().to_owned();
+    let shared = Arc::new(Shared::new(
+        runtime,
+        Arc::clone(&recorders),
+        usage,
+        listeners.report.clone(),
+    ));
+    let reloader = Arc::new(Reloader::new(
+        Arc::clone(&shared),
+        source,
+        overrides,
+        env,
+        fingerprint_key,
+    ));
+    let mut options = options;
+    let server = build_server(&shared, reloader, listeners, &options, extra)?;
+    if let Some(on_ready) = options.on_ready.take() {
+        on_ready(&shared.listeners);
+    }
+    if let Some(path) = &options.ready_file {
+        listener::write_ready_file(path, &shared.listeners)
+            .map_err(|e| StartError::Setup(format!("writing {}: {e}", path.display())))?;
+    }
+    tracing::info!(config = %hash, listeners = ?shared.listeners, "portcullis started");
+    run(server, &shared, audit_writer, options)
+}
+
+/// The sockets of every listener, bound, and the addresses to report.
+struct BoundListeners {
+    http: Vec<Bound>,
+    https: Vec<(Bound, PathBuf, PathBuf)>,
+    admin: Bound,
+    report: portcullis_api::Listeners,
+}
+
+/// Binds every listener of the config, reporting every address that cannot be bound.
+fn bind_listeners(config: &Snapshot) -> Result<BoundListeners, StartError> {
+    let mut errors = Vec::new();
+    let mut bind = |addr, what| match listener::bind(addr, what) {
+        Ok(bound) => Some(bound),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
+    let http: Vec<Bound> = config
+        .server
+        .listen
+        .iter()
+        .filter_map(|a| bind(*a, "server.listen"))
+        .collect();
+    let https: Vec<(Bound, PathBuf, PathBuf)> = config
+        .server
+        .tls
+        .iter()
+        .filter_map(|t| bind(t.listen, "server.tls").map(|b| (b, t.cert.clone(), t.key.clone())))
+        .collect();
+    let admin = bind(config.server.admin_listen, "server.admin_listen");
+    match admin {
+        Some(admin) if errors.is_empty() => {
+            let report = portcullis_api::Listeners {
+                http: http.iter().map(|b| b.addr).collect(),
+                https: https.iter().map(|(b, _, _)| b.addr).collect(),
+                admin: admin.addr,
+                tunnel: None,
+            };
+            Ok(BoundListeners {
+                http,
+                https,
+                admin,
+                report,
+            })
+        }
+        _ => Err(StartError::Bind(errors)),
+    }
+}
+
+fn open_audit(config: &Snapshot) -> Result<(AuditLog, AuditWriter), StartError> {
+    AuditLog::open(AuditConfig {
+        sink: config.audit.sink.clone(),
+        queue_capacity: config.audit.queue,
+        policy: if config.audit.fail_closed {
+            AuditPolicy::FailClosed
+        } else {
+            AuditPolicy::Drop
+        },
+    })
+    .map_err(StartError::Audit)
+}
+
+/// Assembles the Pingora server: the proxy on its listeners, the admin API, the reload
+/// triggers, the upstream driver, and the caller's extra services.
+fn build_server(
+    shared: &Arc<Shared>,
+    reloader: Arc<Reloader>,
+    listeners: BoundListeners,
+    options: &ServeOptions,
+    extra: Vec<ExtraService>,
+) -> Result<Server, StartError> {
+    let conf = ServerConf {
+        threads: options.threads.max(1),
+        // The orchestrator decides when to exit (at once when idle); Pingora's own grace is a
+        // backstop a little longer than ours.
+        grace_period_seconds: Some(options.grace.as_secs() + 1),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
+    server.bootstrap();
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Gateway::new(Arc::clone(&shared.runtime), Arc::clone(&shared.recorders)),
+        "portcullis proxy",
+    );
+    let mut bound = Vec::new();
+    for b in listeners.http {
+        proxy.add_tcp(&b.pingora_addr());
+        bound.push(b);
+    }
+    for (b, cert, key) in listeners.https {
+        let tls_error = |reason: String| {
+            StartError::Build(vec![BuildError::TlsListener {
+                listen: b.addr.to_string(),
+                reason,
+            }])
+        };
+        let (Some(cert), Some(key)) = (cert.to_str(), key.to_str()) else {
+            return Err(tls_error("cert and key paths must be UTF-8".into()));
+        };
+        let mut settings =
+            TlsSettings::intermediate(cert, key).map_err(|e| tls_error(e.to_string()))?;
+        settings.enable_h2();
+        proxy.add_tls_with_settings(&b.pingora_addr(), None, settings);
+        bound.push(b);
+    }
+    server.add_service(PreBound::new(proxy, bound));
+
+    let mut admin = pingora::services::listening::Service::new(
+        "portcullis admin".to_owned(),
+        AdminApi::new(Arc::clone(&reloader)),
+    );
+    admin.add_tcp(&listeners.admin.pingora_addr());
+    server.add_service(PreBound::new(admin, [listeners.admin]));
+
+    server.add_service(background_service(
+        "upstream discovery and health",
+        background::UpstreamDriver::new(Arc::clone(&shared.runtime)),
+    ));
+    server.add_service(background_service(
+        "reload triggers",
+        triggers::ReloadTriggers::new(reloader),
+    ));
+    for service in extra {
+        server.add_boxed_service(Box::new(BoxedService(service)));
+    }
+    Ok(server)
+}
+
+/// Lets a boxed [`Service`] be added where Pingora wants a sized one.
+struct BoxedService(Box<dyn Service>);
+
+#[async_trait::async_trait]
+impl Service for BoxedService {
+    async fn start_service(
+        &mut self,
+        fds: Option<pingora::server::ListenFds>,
+        shutdown: pingora::server::ShutdownWatch,
+        listeners_per_fd: usize,
+    ) {
+        self.0.start_service(fds, shutdown, listeners_per_fd).await;
+    }
+
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn threads(&self) -> Option<usize> {
+        self.0.threads()
+    }
+}
+
+/// Starts the audit writer and the shutdown orchestrator, then runs Pingora on this thread.
+fn run(
+    server: Server,
+    shared: &Shared,
+    audit_writer: AuditWriter,
+    options: ServeOptions,
+) -> Result<std::convert::Infallible, StartError> {
+    let (stop_audit, stop_rx) = tokio::sync::watch::channel(false);
+    let writer = std::thread::Builder::new()
+        .name("audit writer".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(audit_writer.run(stop_rx)),
+                Err(e) => tracing::error!(error = %e, "cannot start the audit writer"),
+            }
+        })
+        .map_err(|e| StartError::Setup(format!("starting the audit writer: {e}")))?;
+    let (events_tx, events) = std::sync::mpsc::channel();
+    let orchestrator = shutdown::Orchestrator {
+        events,
+        active_requests: shared.recorders.metrics.active_requests().clone(),
+        grace: options.grace,
+        stop_audit,
+        audit_writer: Some(writer),
+        flush_on_exit: options.flush_on_exit,
+    };
+    std::thread::Builder::new()
+        .name("shutdown".into())
+        .spawn(move || orchestrator.run())
+        .map_err(|e| StartError::Setup(format!("starting the shutdown orchestrator: {e}")))?;
+    server.run(RunArgs {
+        shutdown_signal: Box::new(shutdown::SignalWatch {
+            notify: events_tx.clone(),
+        }),
+    });
+    let _ = events_tx.send(shutdown::Event::PingoraEnded);
+    // The orchestrator exits the process.
+    loop {
+        std::thread::park();
+    }
+}
+
+/// `title:` and one problem per line.
+fn list<T: std::fmt::Display>(title: &str, items: &[T]) -> String {
+    let mut out = format!("{title}:");
+    for item in items {
+        out.push_str("\n  ");
+        out.push_str(&item.to_string());
+    }
+    out
+}

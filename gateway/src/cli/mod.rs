@@ -1,0 +1,143 @@
+//! The `portcullis` command line: clap types here, one file per subcommand.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod audit;
+mod check;
+mod hash_key;
+mod run;
+
+/// Portcullis: the egress gateway for a hosted developer portal.
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version, about, long_about = None)]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "PORTCULLIS_LOG_FORMAT")]
+    log_format: LogFormat,
+    /// What to do (default: `run`, which without `--config` runs the demo).
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway (without --config: the built-in demo).
+    Run(RunArgs),
+    /// Run the built-in demo: a config, a demo secret and a demo upstream.
+    Demo(ListenArgs),
+    /// Validate a config file as `run` would, short of binding and DNS: prints `OK <hash>` or
+    /// every error, exit 0/1.
+    Check {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print the sha256 of a gateway key (for `key_sha256`); reads the key from stdin if absent.
+    HashKey {
+        /// The key (prefer stdin, so it stays out of shell history).
+        key: Option<String>,
+    },
+    /// Audit log tools.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `portcullis audit …`.
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain of audit files (oldest first): prints `OK …` or the first altered,
+    /// removed or reordered line, exit 0/1.
+    Verify {
+        /// Audit files in chain order (rotated files first: audit.jsonl.2 audit.jsonl.1 audit.jsonl).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// Arguments of `run`.
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The config file.
+    #[arg(long, short, env = "PORTCULLIS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Listener overrides.
+    #[command(flatten)]
+    listen: ListenArgs,
+}
+
+/// Listener and process options shared by `run` and `demo`.
+#[derive(Debug, Clone, clap::Args)]
+struct ListenArgs {
+    /// Public listener address (replaces the config's `server.listen`; demo default 127.0.0.1:8080).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Admin listener address (demo default 127.0.0.1:9901).
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
+    /// Proxy worker threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Once every listener is bound, write their addresses (real ports, also for port 0) to
+    /// this file as JSON: `{"http": […], "https": […], "admin": "…"}`.
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+}
+
+/// Runs the command line; the return value is the process exit code.
+pub(crate) fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let log_guard = init_logging(cli.log_format);
+    match cli.command {
+        None => run::run(
+            RunArgs {
+                config: std::env::var_os("PORTCULLIS_CONFIG").map(PathBuf::from),
+                listen: ListenArgs {
+                    listen: None,
+                    admin_listen: None,
+                    threads: None,
+                    ready_file: None,
+                },
+            },
+            log_guard,
+        ),
+        Some(Command::Run(args)) => run::run(args, log_guard),
+        Some(Command::Demo(args)) => run::demo(&args, log_guard),
+        Some(Command::Check { config }) => check::check(&config),
+        Some(Command::HashKey { key }) => hash_key::hash_key(key),
+        Some(Command::Audit(AuditCommand::Verify { files })) => audit::verify(&files),
+    }
+}
+
+/// Logs go to stderr through a non-blocking writer (a worker thread does the writing, so the
+/// access line costs a request no `write(2)`), with colours only on a terminal. The returned
+/// guard flushes what is buffered when dropped.
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(writer);
+    // `try_init` also installs the `log` bridge, so Pingora's records arrive as tracing events.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    guard
+}

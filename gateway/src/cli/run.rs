@@ -1,0 +1,85 @@
+//! `portcullis run` and `portcullis demo`.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use portcullis_config::{DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN};
+use tracing_appender::non_blocking::WorkerGuard;
+
+use super::{ListenArgs, RunArgs};
+use crate::app::{self, ServeOptions};
+use crate::control::{ConfigSource, ListenOverrides};
+use crate::demo;
+use crate::secrets::ProcessEnv;
+
+/// Runs the gateway on `args.config`, or the demo without one.
+pub(super) fn run(args: RunArgs, log_guard: WorkerGuard) -> ExitCode {
+    let Some(path) = args.config else {
+        return demo(&args.listen, log_guard);
+    };
+    let source = match ConfigSource::file(&path) {
+        Ok(source) => source,
+        Err(e) => return fail(format!("{}: {e}", path.display())),
+    };
+    let overrides = ListenOverrides {
+        listen: args.listen.listen,
+        admin_listen: args.listen.admin_listen,
+    };
+    let options = options(&args.listen, log_guard);
+    match app::serve(source, Arc::new(ProcessEnv), overrides, options, Vec::new()) {
+        Ok(never) => match never {},
+        Err(e) => fail(e.to_string()),
+    }
+}
+
+/// Runs the built-in demo.
+pub(super) fn demo(args: &ListenArgs, log_guard: WorkerGuard) -> ExitCode {
+    let listen = args.listen.unwrap_or(default_addr(DEFAULT_LISTEN, 8080));
+    let admin = args
+        .admin_listen
+        .unwrap_or(default_addr(DEFAULT_ADMIN_LISTEN, 9901));
+    let mut demo = match demo::prepare(listen, admin) {
+        Ok(demo) => demo,
+        Err(e) => return fail(e.to_string()),
+    };
+    let mut options = options(args, log_guard);
+    let services = std::mem::take(&mut demo.services);
+    let env = std::mem::take(&mut demo.env);
+    let source = demo.source.clone();
+    options.on_ready = Some(Box::new(move |listeners| {
+        println!("{}", demo.banner(listeners));
+    }));
+    match app::serve(
+        source,
+        Arc::new(env),
+        ListenOverrides::default(),
+        options,
+        services,
+    ) {
+        Ok(never) => match never {},
+        Err(e) => fail(e.to_string()),
+    }
+}
+
+fn options(args: &ListenArgs, log_guard: WorkerGuard) -> ServeOptions {
+    let mut options = ServeOptions {
+        ready_file: args.ready_file.clone(),
+        flush_on_exit: vec![Box::new(log_guard)],
+        ..ServeOptions::default()
+    };
+    if let Some(threads) = args.threads {
+        options.threads = threads;
+    }
+    options
+}
+
+fn default_addr(text: &str, port: u16) -> SocketAddr {
+    text.parse()
+        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+fn fail(message: String) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::FAILURE
+}

@@ -1,0 +1,153 @@
+//! The built-in demo: a config, a demo secret and a demo upstream, so that one command shows the
+//! gateway matching a route, checking a key, injecting a secret and leaving from an egress IP.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::app::ExtraService;
+use crate::control::ConfigSource;
+use crate::listener::{self, BindError};
+
+mod echo;
+
+/// The demo tenant's gateway key.
+pub(crate) const DEMO_KEY: &str = "demo-key";
+/// The demo secret injected as `Authorization: Bearer …` (not a real credential).
+pub(crate) const DEMO_TOKEN: &str = "demo-token-not-a-real-secret";
+
+/// Everything `portcullis demo` runs besides the gateway itself.
+pub(crate) struct Demo {
+    /// The demo config.
+    pub(crate) source: ConfigSource,
+    /// The demo's environment (the demo secret).
+    pub(crate) env: HashMap<String, String>,
+    /// The demo upstream, on a socket already bound.
+    pub(crate) services: Vec<ExtraService>,
+    /// The demo upstream's address.
+    upstream: SocketAddr,
+    /// Where the admin token and the audit log are.
+    dir: PathBuf,
+}
+
+/// Why the demo could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DemoError {
+    /// The demo directory (admin token, audit log) could not be prepared.
+    #[error("preparing the demo directory: {0}")]
+    Dir(std::io::Error),
+    /// The demo upstream could not listen.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+}
+
+/// Sets up the demo for a gateway on `listen` with its admin API on `admin`.
+pub(crate) fn prepare(listen: SocketAddr, admin: SocketAddr) -> Result<Demo, DemoError> {
+    let upstream = listener::bind(SocketAddr::from(([127, 0, 0, 1], 0)), "demo upstream")?;
+    let upstream_addr = upstream.addr;
+    let dir = prepare_dir().map_err(DemoError::Dir)?;
+    let text = demo_config(listen, admin, upstream_addr, &dir);
+    let mut echo =
+        pingora::services::listening::Service::new("demo upstream".to_owned(), echo::EchoUpstream);
+    echo.add_tcp(&upstream.pingora_addr());
+    Ok(Demo {
+        source: ConfigSource::Text {
+            name: PathBuf::from("<built-in demo>"),
+            text,
+        },
+        env: demo_env(),
+        services: vec![Box::new(listener::PreBound::new(echo, [upstream]))],
+        upstream: upstream_addr,
+        dir,
+    })
+}
+
+/// The demo configuration text for the given addresses; `dir` holds the admin token and the
+/// audit log.
+fn demo_config(
+    listen: SocketAddr,
+    admin_listen: SocketAddr,
+    upstream: SocketAddr,
+    dir: &Path,
+) -> String {
+    include_str!("demo.toml")
+        .replace("{LISTEN}", &listen.to_string())
+        .replace("{ADMIN_LISTEN}", &admin_listen.to_string())
+        .replace("{UPSTREAM}", &upstream.to_string())
+        .replace("{DEMO_KEY_SHA256}", &hex::encode(Sha256::digest(DEMO_KEY)))
+        .replace("{DIR}", &dir.display().to_string())
+}
+
+/// Creates the demo directory with a fresh admin token (mode 0600) and returns it.
+fn prepare_dir() -> std::io::Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = std::env::temp_dir().join(format!("portcullis-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let token = format!("{:032x}", rand::random::<u128>());
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(dir.join("admin-token"))?;
+    file.write_all(token.as_bytes())?;
+    Ok(dir)
+}
+
+/// The demo's environment: the demo secret, and nothing from the real process environment.
+fn demo_env() -> HashMap<String, String> {
+    [(
+        "PORTCULLIS_SECRET_DEMO_ECHO_TOKEN".to_owned(),
+        DEMO_TOKEN.to_owned(),
+    )]
+    .into()
+}
+
+// === impl Demo ===
+
+impl Demo {
+    /// What to print so a newcomer knows what to try, once the listeners are bound.
+    pub(crate) fn banner(&self, listeners: &portcullis_api::Listeners) -> String {
+        let listen = listeners.http.first().copied().unwrap_or(listeners.admin);
+        banner(listen, listeners.admin, self.upstream, &self.dir)
+    }
+}
+
+/// What to print so a newcomer knows what to try.
+fn banner(listen: SocketAddr, admin: SocketAddr, upstream: SocketAddr, dir: &Path) -> String {
+    let token_file = dir.join("admin-token");
+    let audit = dir.join("audit.jsonl");
+    let token_file = token_file.display();
+    let audit = audit.display();
+    format!(
+        "\
+Portcullis demo
+  gateway   http://{listen}
+  admin     http://{admin}   (bearer token in {token_file})
+  upstream  http://{upstream}   (demo echo server)
+  audit     {audit}
+
+Try:
+  curl -s http://{listen}/demo/echo/hello -H 'x-portcullis-key: {DEMO_KEY}'
+      -> the upstream echoes the request: path rewritten to /api/hello, an Authorization header
+         injected from the demo secret, and the connection made from egress IP 127.0.0.2
+  curl -s http://{listen}/demo/echo/hello
+      -> 401 {{\"error\":\"unauthenticated\",...}}
+  curl -s http://{listen}/demo/echo/../../etc/passwd -H 'x-portcullis-key: {DEMO_KEY}' --path-as-is
+      -> 403 path_denied
+  curl -s http://{listen}/demo/status
+      -> a public route (no key)
+  curl -s http://{listen}/.well-known/egress-ips.json
+      -> the published egress IPs
+  curl -s http://{admin}/metrics
+      -> Prometheus metrics (no token needed from loopback)
+  curl -s http://{admin}/api/v1/traffic -H \"Authorization: Bearer $(cat {token_file})\"
+      -> the requests above, without header or query values
+  portcullis audit verify {audit}
+      -> checks the audit log's hash chain
+"
+    )
+}

@@ -1,0 +1,97 @@
+//! The state one request carries through every filter.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use prometheus::IntGauge;
+
+use crate::observe::audit::AuditSlot;
+use crate::outcome::ErrorCode;
+use crate::runtime::{RouteRuntime, Runtime};
+
+/// Per-request state. `runtime` is the request's one arc-swap load: every filter reads the
+/// same snapshot, so a reload never changes a request half-way.
+pub(crate) struct RequestCtx {
+    pub(crate) runtime: Arc<Runtime>,
+    /// Monotonic arrival, for durations and the total deadline.
+    pub(crate) started: Instant,
+    /// Wall-clock arrival, for records.
+    pub(crate) arrived: SystemTime,
+    pub(crate) request_id: String,
+    /// Index of the matched route in `runtime`.
+    pub(crate) route: Option<usize>,
+    /// Why the gateway refused or failed the request, once decided.
+    pub(crate) denial: Option<ErrorCode>,
+    /// The rewritten path and query sent upstream.
+    pub(crate) upstream_path: String,
+    /// Which target of the route the chosen backend belongs to.
+    pub(crate) target: usize,
+    pub(crate) connect_attempts: u32,
+    /// When the whole exchange must be over.
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) body_bytes: u64,
+    pub(crate) body_limit: Option<u64>,
+    pub(crate) client_ip: Option<IpAddr>,
+    /// The source address the upstream connection left from.
+    pub(crate) egress: Option<IpAddr>,
+    /// The status the caller got (0 until a response head went out).
+    pub(crate) status: u16,
+    pub(crate) upstream_addr: Option<SocketAddr>,
+    /// The upstream's status, once its response head arrived.
+    pub(crate) upstream_status: Option<u16>,
+    pub(crate) bytes_out: u64,
+    /// Room reserved in the audit queue for this request's line (fail-closed policy).
+    pub(crate) audit_slot: Option<AuditSlot>,
+    /// Counts the request in `portcullis_active_requests` until the context is dropped, which
+    /// is after `logging`: a graceful shutdown that waits for zero has every line queued.
+    _active: ActiveRequest,
+}
+
+/// A request in `portcullis_active_requests` for as long as it lives.
+struct ActiveRequest(IntGauge);
+
+// === impl RequestCtx ===
+
+impl RequestCtx {
+    /// The context of a request that just arrived.
+    pub(crate) fn new(runtime: Arc<Runtime>, active_requests: &IntGauge) -> Self {
+        active_requests.inc();
+        Self {
+            runtime,
+            started: Instant::now(),
+            arrived: SystemTime::now(),
+            request_id: String::new(),
+            route: None,
+            denial: None,
+            upstream_path: String::new(),
+            target: 0,
+            connect_attempts: 0,
+            deadline: None,
+            body_bytes: 0,
+            body_limit: None,
+            client_ip: None,
+            egress: None,
+            status: 0,
+            upstream_addr: None,
+            upstream_status: None,
+            bytes_out: 0,
+            audit_slot: None,
+            _active: ActiveRequest(active_requests.clone()),
+        }
+    }
+
+    /// The matched route's config and runtime state.
+    pub(crate) fn route(&self) -> Option<(&portcullis_config::Route, &RouteRuntime)> {
+        self.route
+            .map(|i| (&self.runtime.config.routes[i], &self.runtime.routes[i]))
+    }
+}
+
+// === impl ActiveRequest ===
+
+impl Drop for ActiveRequest {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

@@ -1,0 +1,94 @@
+//! The end of a request: what it ended as (status, refusal, or a response the upstream cut),
+//! recorded once and handed to metrics, secret usage, the audit log, the traffic ring and the
+//! access log.
+
+use std::sync::Arc;
+
+use pingora::proxy::Session;
+use pingora::{Error, ErrorSource};
+
+use super::ctx::RequestCtx;
+use super::error::upstream_error_kind;
+use crate::observe::audit::AuditEvent;
+use crate::observe::metrics::Answer;
+use crate::observe::record::{redact_query, RequestRecord, Upstream};
+use crate::observe::{access, Recorders};
+
+/// The `denial` of a response the upstream (or the total timeout) cut after its head had gone
+/// out: the caller saw a status, then a truncated body.
+pub(super) const UPSTREAM_ABORTED: &str = "upstream_aborted";
+
+/// Records the request's outcome everywhere.
+pub(super) fn record(
+    recorders: &Recorders,
+    session: &Session,
+    e: Option<&Error>,
+    ctx: &mut RequestCtx,
+) {
+    let rt = Arc::clone(&ctx.runtime);
+    let state = ctx.route.map(|i| &rt.routes[i]);
+    let status = if ctx.status != 0 {
+        ctx.status
+    } else {
+        session.response_written().map_or(0, |r| r.status.as_u16())
+    };
+    // An error after the response head went out, not caused by the caller leaving, cut the body.
+    let aborted = ctx.denial.is_none()
+        && status != 0
+        && e.is_some_and(|e| e.esource() != &ErrorSource::Downstream);
+    let duration = ctx.started.elapsed();
+    let req = session.req_header();
+
+    if rt.config.metrics_enabled {
+        let metrics = state.map_or(recorders.metrics.unrouted(), |s| &s.metrics);
+        let answer = if aborted {
+            Answer::Aborted
+        } else {
+            Answer::Status(status)
+        };
+        metrics.observe(&req.method, answer, duration);
+        if let Some(code) = ctx.denial {
+            metrics.denied(code);
+        }
+        if let Some(kind) = upstream_error_kind(e, ctx) {
+            metrics.upstream_error(kind);
+        }
+    }
+    if let (Some(state), Some(upstream_status)) = (state, ctx.upstream_status) {
+        for usage in &state.secret_usage {
+            usage.used();
+            if upstream_status == 401 || upstream_status == 403 {
+                usage.auth_failed(upstream_status);
+            }
+        }
+    }
+
+    let denial = match ctx.denial {
+        Some(code) => Some(code.as_str()),
+        None if aborted => Some(UPSTREAM_ABORTED),
+        None => None,
+    };
+    let record = Arc::new(RequestRecord {
+        time: ctx.arrived,
+        request_id: std::mem::take(&mut ctx.request_id),
+        tenant: state.map(|s| Arc::clone(&s.tenant)),
+        route: state.map(|s| Arc::clone(&s.name)),
+        method: req.method.clone(),
+        path: redact_query(req.uri.path(), req.uri.query()),
+        status,
+        denial,
+        duration,
+        client_ip: ctx.client_ip,
+        egress: ctx.egress,
+        upstream: ctx.upstream_addr.map(Upstream::Address),
+        bytes_in: ctx.body_bytes,
+        bytes_out: ctx.bytes_out,
+    });
+    access::log(&record, e);
+    if let Some(slot) = ctx.audit_slot.take() {
+        recorders
+            .audit
+            .record(slot, AuditEvent::Request(Arc::clone(&record)));
+    }
+    recorders.traffic.push(record);
+}

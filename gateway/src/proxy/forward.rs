@@ -1,0 +1,67 @@
+//! The upstream request head: the rewritten path, only the headers the route lets through, the
+//! injected credentials, `Host` and the forwarding headers.
+
+use http::header::HOST;
+use pingora::http::RequestHeader;
+use pingora::proxy::Session;
+use pingora::{Error, ErrorType, Result};
+use portcullis_routes::join_base_path;
+
+use super::ctx::RequestCtx;
+
+/// Rewrites `upstream` (a copy of the caller's request head) into what the upstream receives.
+pub(super) fn upstream_head(
+    session: &Session,
+    upstream: &mut RequestHeader,
+    ctx: &RequestCtx,
+) -> Result<()> {
+    let Some((route, state)) = ctx.route() else {
+        return Error::e_explain(ErrorType::InternalError, "no route in context");
+    };
+    let targets = route.upstream.targets();
+    let target = &targets[ctx.target.min(targets.len() - 1)];
+
+    let path = join_base_path(&target.base_path, &ctx.upstream_path);
+    let uri = path
+        .parse::<http::Uri>()
+        .map_err(|e| Error::because(ErrorType::InternalError, "rewritten path is invalid", e))?;
+    upstream.set_uri(uri);
+
+    // Drop everything not on the route's forward list, then the key and any caller-sent copy
+    // of an injected header, then inject.
+    let drop: Vec<http::HeaderName> = upstream
+        .headers
+        .keys()
+        .filter(|name| !route.forward_headers.contains(name))
+        .cloned()
+        .collect();
+    for name in &drop {
+        upstream.remove_header(name);
+    }
+    let config = &ctx.runtime.config;
+    upstream.remove_header(&config.server.gateway_key_header);
+    for (name, value) in &state.injected.headers {
+        upstream.remove_header(name);
+        upstream.insert_header(name.clone(), value.clone())?;
+    }
+    if route.change_origin {
+        upstream.insert_header(HOST, target.authority.clone())?;
+    }
+
+    let client = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
+    let trusted = ctx
+        .client_ip
+        .is_some_and(|ip| config.server.trusted_proxies.contains(ip));
+    let forwarded_for = match session.req_header().headers.get("x-forwarded-for") {
+        Some(prior) if trusted => match prior.to_str() {
+            Ok(prior) => format!("{prior}, {client}"),
+            Err(_) => client,
+        },
+        _ => client,
+    };
+    upstream.insert_header("x-forwarded-for", forwarded_for)?;
+    let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+    upstream.insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
+    upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
+    Ok(())
+}

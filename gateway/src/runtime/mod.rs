@@ -1,0 +1,339 @@
+//! The runtime snapshot: a compiled config plus everything the request path needs that the pure
+//! config crate cannot hold — resolved secrets as ready-made sensitive header values, upstream
+//! groups, CA bundles, egress selectors and the published egress document.
+//!
+//! It is built whole, off the request path, and published with a single `ArcSwap::store`:
+//! one snapshot, one swap. A request loads it once and keeps it to the end. Building reports
+//! every problem at once (a missing admin token file, a CA file that is not PEM, a TLS key that
+//! cannot be read …), so `portcullis check` — which builds a runtime without resolving DNS or
+//! binding anything — fails exactly where `portcullis run` would.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use portcullis_config::{KeyDigests, Snapshot};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use zeroize::Zeroizing;
+
+use crate::observe::metrics::{Metrics, RouteMetrics};
+use crate::secrets::{
+    Environment, FingerprintChange, FingerprintKey, SecretStore, SecretUsage, SecretUsageRegistry,
+};
+use crate::upstream::egress::{egress_document, EgressSelector};
+use crate::upstream::{
+    load_ca_bundle, CaBundle, CaFileError, GroupKey, UpstreamGroup, UpstreamGroupSpec,
+    UpstreamGroups,
+};
+
+mod credentials;
+
+pub(crate) use self::credentials::InjectedHeaders;
+
+/// The live runtime, shared by the proxy, the admin API and the background tasks.
+pub(crate) type SharedRuntime = Arc<ArcSwap<Runtime>>;
+
+/// Everything one configuration version needs at request time.
+#[derive(Debug)]
+pub(crate) struct Runtime {
+    /// The compiled configuration.
+    pub(crate) config: Snapshot,
+    /// Per-route state, index-aligned with `config.routes`.
+    pub(crate) routes: Vec<RouteRuntime>,
+    /// The upstream groups the routes use (shared with earlier runtimes where unchanged).
+    pub(crate) groups: UpstreamGroups,
+    /// Per-pool selectors, index-aligned with `config.egress_pools`.
+    pub(crate) egress: Vec<EgressSelector>,
+    /// The rendered `/.well-known/egress-ips.json`.
+    pub(crate) egress_document: Bytes,
+    /// Secrets the snapshot references.
+    pub(crate) secrets: SecretStore,
+    /// When this runtime was built.
+    pub(crate) loaded_at: SystemTime,
+    /// The digest of the admin bearer token, when one is configured.
+    pub(crate) admin_token: Option<KeyDigests>,
+    /// What this build saw happen to each referenced secret (for the audit log).
+    pub(crate) secret_changes: Vec<(String, String, FingerprintChange)>,
+}
+
+/// A runtime and the upstream groups it created, which still need their DNS resolution
+/// ([`Built::resolve`]) before the runtime is published.
+pub(crate) struct Built {
+    /// The runtime.
+    pub(crate) runtime: Runtime,
+    /// Groups no earlier runtime had.
+    pub(crate) new_groups: Vec<Arc<UpstreamGroup>>,
+}
+
+/// Process-wide things a runtime build reads from or registers with.
+pub(crate) struct BuildContext<'a> {
+    /// Where `${env:…}` and environment secrets come from.
+    pub(crate) env: &'a dyn Environment,
+    /// Key of the secret fingerprints.
+    pub(crate) fingerprint_key: &'a FingerprintKey,
+    /// Metrics (per-route handles survive reloads).
+    pub(crate) metrics: &'a Metrics,
+    /// Secret usage records (survive reloads).
+    pub(crate) usage: &'a SecretUsageRegistry,
+    /// The runtime being replaced, whose unchanged upstream groups are carried over.
+    pub(crate) previous: Option<&'a Runtime>,
+}
+
+/// Request-time state of one route.
+pub(crate) struct RouteRuntime {
+    /// The route's name, shared with every record of its requests.
+    pub(crate) name: Arc<str>,
+    /// The route's tenant, likewise.
+    pub(crate) tenant: Arc<str>,
+    /// Upstream selection over the resolved targets.
+    pub(crate) upstream: Arc<UpstreamGroup>,
+    /// Injected headers with every reference resolved.
+    pub(crate) injected: InjectedHeaders,
+    /// CA bundle for upstream verification, when the route names one.
+    pub(crate) ca: Option<CaBundle>,
+    /// Separates this route's pooled upstream connections from those of routes that trust other
+    /// CAs or speak another protocol: Pingora's pool key covers neither.
+    pub(crate) pool_salt: u64,
+    /// The route's metrics.
+    pub(crate) metrics: Arc<RouteMetrics>,
+    /// Usage records of the secrets the route injects.
+    pub(crate) secret_usage: Vec<Arc<SecretUsage>>,
+}
+
+/// Why a runtime could not be built from a valid config. Messages name the file or key and
+/// never carry a secret.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BuildError {
+    /// A route's CA bundle could not be loaded.
+    #[error("route '{route}': {error}")]
+    CaFile {
+        /// The route.
+        route: String,
+        /// What failed.
+        error: CaFileError,
+    },
+    /// The admin token could not be read.
+    #[error("admin token: {0}")]
+    AdminToken(String),
+    /// A TLS listener's certificate or key could not be read.
+    #[error("TLS listener {listen}: {reason}")]
+    TlsListener {
+        /// The listener.
+        listen: String,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+// === impl Runtime ===
+
+impl Runtime {
+    /// Builds the runtime for a snapshot: reads secrets, CA files, the admin token and the TLS
+    /// listeners' files, and sets up upstream groups — without resolving DNS (new groups are
+    /// returned unresolved). Every problem is reported.
+    pub(crate) fn build(config: Snapshot, cx: &BuildContext<'_>) -> Result<Built, Vec<BuildError>> {
+        let mut errors = Vec::new();
+        let admin_token = read_admin_token(&config, cx.env).unwrap_or_else(|e| {
+            errors.push(e);
+            None
+        });
+        for tls in &config.server.tls {
+            if let Err(reason) = check_tls_files(&tls.cert, &tls.key) {
+                errors.push(BuildError::TlsListener {
+                    listen: tls.listen.to_string(),
+                    reason,
+                });
+            }
+        }
+        let secret_refs = config.secret_refs();
+        let secrets = SecretStore::load(
+            &config.secrets,
+            cx.env,
+            secret_refs.iter().copied(),
+            cx.fingerprint_key,
+        );
+        let usage = cx.usage.resolve(secret_refs.iter().copied());
+        let route_metrics = cx.metrics.resolve_routes(
+            config
+                .routes
+                .iter()
+                .map(|r| (config.tenants[r.tenant].id.as_str(), r.name.as_str())),
+        );
+
+        let mut groups = UpstreamGroups::default();
+        let mut new_groups = Vec::new();
+        let mut routes = Vec::with_capacity(config.routes.len());
+        for (route, metrics) in config.routes.iter().zip(route_metrics) {
+            let tenant = config.tenants[route.tenant].id.as_str();
+            let ca = match &route.ca_file {
+                Some(path) => match load_ca_bundle(path) {
+                    Ok(ca) => Some(ca),
+                    Err(error) => {
+                        errors.push(BuildError::CaFile {
+                            route: route.name.clone(),
+                            error,
+                        });
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            let pool_salt = {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                for cert in ca.iter().flat_map(|c| c.iter()) {
+                    cert.borrow_raw_cert().hash(&mut h);
+                }
+                route.upstream_http2.hash(&mut h);
+                h.finish()
+            };
+            let targets = route.upstream.targets();
+            let key = GroupKey::new(targets, &route.health_check, route.tls_verify, ca.as_ref());
+            let upstream = groups.get_or_create(
+                key,
+                cx.previous.map(|p| &p.groups),
+                &mut new_groups,
+                UpstreamGroupSpec {
+                    targets,
+                    health: &route.health_check,
+                    tls_verify: route.tls_verify,
+                    ca: ca.as_ref(),
+                },
+            );
+            let injected = InjectedHeaders::resolve(&route.headers, tenant, &secrets, cx.env);
+            let secret_usage = route
+                .secret_refs
+                .iter()
+                .filter_map(|name| usage.get(&(tenant.to_owned(), name.clone())).cloned())
+                .collect();
+            routes.push(RouteRuntime {
+                name: Arc::from(route.name.as_str()),
+                tenant: Arc::from(tenant),
+                upstream,
+                injected,
+                ca,
+                pool_salt,
+                metrics,
+                secret_usage,
+            });
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+
+        let mut secret_changes: Vec<(String, String, FingerprintChange)> = secrets
+            .iter()
+            .filter_map(|((tenant, name), entry)| {
+                let usage = usage.get(&(tenant.clone(), name.clone()))?;
+                let change = usage.observe_fingerprint(entry.fingerprint.as_deref());
+                Some((tenant.clone(), name.clone(), change))
+            })
+            .collect();
+        secret_changes.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        let egress = config
+            .egress_pools
+            .iter()
+            .map(EgressSelector::new)
+            .collect();
+        let egress_document = egress_document(&config.egress_pools);
+        Ok(Built {
+            runtime: Self {
+                config,
+                routes,
+                groups,
+                egress,
+                egress_document,
+                secrets,
+                loaded_at: SystemTime::now(),
+                admin_token,
+                secret_changes,
+            },
+            new_groups,
+        })
+    }
+
+    /// Runs the health checks that are due; called by the background driver.
+    pub(crate) async fn run_due_health_checks(&self) {
+        for group in self.groups.iter() {
+            group.check_health_if_due().await;
+        }
+    }
+
+    /// Re-resolves every group's targets (DNS changes are picked up without a reload).
+    pub(crate) async fn refresh_targets(&self) {
+        for group in self.groups.iter() {
+            group.resolve().await;
+        }
+    }
+}
+
+// === impl Built ===
+
+impl Built {
+    /// Resolves the targets of the groups this build created (those carried over are resolved
+    /// already), concurrently.
+    pub(crate) async fn resolve(&self) {
+        futures_util::future::join_all(self.new_groups.iter().map(|g| g.resolve())).await;
+    }
+}
+
+// === impl RouteRuntime ===
+
+impl std::fmt::Debug for RouteRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteRuntime")
+            .field("name", &self.name)
+            .field("upstream", &self.upstream)
+            .field("injected", &self.injected)
+            .field("ca", &self.ca.as_ref().map(|c| c.len()))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads the admin token named by the config and keeps only its digest.
+fn read_admin_token(
+    config: &Snapshot,
+    env: &dyn Environment,
+) -> Result<Option<KeyDigests>, BuildError> {
+    let token = if let Some(path) = &config.admin.token_file {
+        let text = std::fs::read_to_string(path)
+            .map(Zeroizing::new)
+            .map_err(|e| BuildError::AdminToken(format!("{}: {e}", path.display())))?;
+        Some(Zeroizing::new(
+            text.trim_end_matches(['\r', '\n']).to_owned(),
+        ))
+    } else if let Some(var) = &config.admin.token_env {
+        let value = env
+            .var(var)
+            .ok_or_else(|| BuildError::AdminToken(format!("${var} is not set")))?;
+        Some(Zeroizing::new(value))
+    } else {
+        None
+    };
+    match token {
+        Some(t) if t.is_empty() => Err(BuildError::AdminToken("the token is empty".into())),
+        Some(t) => Ok(Some(KeyDigests::of_key(t.as_bytes()))),
+        None => Ok(None),
+    }
+}
+
+/// Checks that a TLS listener's certificate chain and private key can be read and parsed.
+fn check_tls_files(cert: &Path, key: &Path) -> Result<(), String> {
+    let certs = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("cert '{}': {e}", cert.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("cert '{}': not a PEM certificate: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("cert '{}': no certificate found", cert.display()));
+    }
+    PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        format!(
+            "key '{}': not a readable PEM private key: {e}",
+            key.display()
+        )
+    })?;
+    Ok(())
+}
