@@ -227,8 +227,10 @@ fn no_proxy_from_env() -> crate::protocol::proxy::NoProxy {
 async fn connection_loop(target: Target, cx: Arc<Context>, stop: CancellationToken) {
     let mut backoff = Backoff::new(cx.config.backoff);
     let label = match target.addr {
-        Some(addr) => format!("{} ({addr})", transport::host_port(&target.gateway.host, target.gateway.port)),
-        None => transport::host_port(&target.gateway.host, target.gateway.port),
+        Some(addr) if addr.ip().to_string() != target.gateway.host => {
+            format!("{} ({addr})", transport::host_port(&target.gateway.host, target.gateway.port))
+        }
+        _ => transport::host_port(&target.gateway.host, target.gateway.port),
     };
     loop {
         match connect_once(&target, &label, &cx, &stop).await {

@@ -202,8 +202,9 @@ pub(crate) fn unix_ms(t: SystemTime) -> u64 {
 /// just large enough for each of them to have the default 256 KiB window.
 fn yamux_config() -> yamux::Config {
     let mut config = yamux::Config::default();
-    config.set_max_connection_receive_window(Some(MAX_STREAMS * yamux::DEFAULT_CREDIT as usize));
+    // Streams first: yamux asserts window >= streams * 256 KiB after each setter.
     config.set_max_num_streams(MAX_STREAMS);
+    config.set_max_connection_receive_window(Some(MAX_STREAMS * yamux::DEFAULT_CREDIT as usize));
     config
 }
 
