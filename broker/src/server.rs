@@ -587,6 +587,9 @@ impl AgentSession {
     /// Closes the session: sends a go-away with `reason` (e.g. [`CloseReason::Revoked`] when a
     /// reload removed the token) and drops the connection; open streams fail. Returns at once;
     /// await [`AgentSession::closed`] to know it is done.
+    ///
+    /// Dropping the last clone of a session closes it the same way, with
+    /// [`CloseReason::Shutdown`].
     pub fn close(&self, reason: CloseReason, message: &str) {
         self.inner.shared.close(reason, message);
     }
@@ -604,6 +607,15 @@ impl AgentSession {
             .reason()
             .cloned()
             .unwrap_or((CloseReason::ConnectionLost, "connection ended".into()))
+    }
+}
+
+impl Drop for SessionInner {
+    fn drop(&mut self) {
+        // The last handle is gone: nobody can open streams any more, so end the connection
+        // rather than leak it.
+        self.shared
+            .close(CloseReason::Shutdown, "the gateway dropped the session");
     }
 }
 

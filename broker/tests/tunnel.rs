@@ -166,6 +166,7 @@ async fn allowed_requests_reach_the_origin_with_the_agents_credentials() {
         .unwrap();
     tokio::spawn(conn);
     for i in 0..3 {
+        sender.ready().await.unwrap();
         let resp = sender.send_request(get("sonar", &format!("/api/{i}"))).await.unwrap();
         assert_eq!(resp.status(), 200);
         assert_eq!(body_json(resp).await["uri"], format!("/api/{i}"));

@@ -401,12 +401,14 @@ pub(crate) async fn run_control(
                     }
                 }
                 Some(goaway) = goaway_rx.recv() => {
+                    // The peer drops the connection when it reads this; if it does not, the
+                    // driver's closing grace does.
                     let _ = tokio::time::timeout(
                         Duration::from_secs(1),
                         write_frame(&mut wr, &Frame::GoAway(goaway)),
                     )
                     .await;
-                    shared.cancel.cancel();
+                    shared.closed().await;
                     return;
                 }
             }
