@@ -24,7 +24,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::protocol::client::{self, ClientHandshakeError};
-use crate::protocol::frame::{read_frame, Accepted, CloseReason, Frame, Hello, StreamKind, PROTOCOL_VERSION};
+use crate::protocol::frame::{
+    read_frame, Accepted, CloseReason, Frame, Hello, StreamKind, PROTOCOL_VERSION,
+};
 use crate::protocol::mux::{self, Heartbeat, Shared, TunnelStream};
 use crate::protocol::proxy::ProxyConfig;
 use crate::protocol::transport::{self, Dial, Transport, TransportError};
@@ -102,12 +104,17 @@ enum Outcome {
 /// # Errors
 ///
 /// [`AgentError`] when the audit log cannot be opened.
-pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+pub async fn run(
+    config: AgentConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
     let (audit, audit_task) = match &config.audit {
-        Some(path) => AuditLog::open(path).await.map_err(|source| AgentError::Audit {
-            path: path.display().to_string(),
-            source,
-        })?,
+        Some(path) => AuditLog::open(path)
+            .await
+            .map_err(|source| AgentError::Audit {
+                path: path.display().to_string(),
+                source,
+            })?,
         None => {
             tracing::warn!("no audit file configured: requests are not audited");
             AuditLog::disabled()
@@ -134,9 +141,11 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     shutdown.await;
     tracing::info!("stopping: closing every tunnel connection");
     stop.cancel();
-    if tokio::time::timeout(STOP_GRACE, async { while tasks.join_next().await.is_some() {} })
-        .await
-        .is_err()
+    if tokio::time::timeout(STOP_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
     {
         tasks.abort_all();
     }
@@ -165,8 +174,14 @@ async fn supervise(gateway: GatewayAddr, cx: Arc<Context>, stop: CancellationTok
     let mut tasks = JoinSet::new();
     let literal = gateway.host.parse::<IpAddr>().ok();
     if proxy.is_some() || literal.is_some() {
-        let addr = literal.map(|ip| SocketAddr::new(ip, gateway.port)).filter(|_| proxy.is_none());
-        let target = Target { gateway, addr, proxy };
+        let addr = literal
+            .map(|ip| SocketAddr::new(ip, gateway.port))
+            .filter(|_| proxy.is_none());
+        let target = Target {
+            gateway,
+            addr,
+            proxy,
+        };
         connection_loop(target, cx, stop).await;
         return;
     }
@@ -185,7 +200,8 @@ async fn supervise(gateway: GatewayAddr, cx: Arc<Context>, stop: CancellationTok
                     keep
                 });
                 for addr in addrs {
-                    if let std::collections::hash_map::Entry::Vacant(slot) = loops.entry(Some(addr)) {
+                    if let std::collections::hash_map::Entry::Vacant(slot) = loops.entry(Some(addr))
+                    {
                         let token = stop.child_token();
                         slot.insert(token.clone());
                         let target = Target {
@@ -228,7 +244,10 @@ async fn connection_loop(target: Target, cx: Arc<Context>, stop: CancellationTok
     let mut backoff = Backoff::new(cx.config.backoff);
     let label = match target.addr {
         Some(addr) if addr.ip().to_string() != target.gateway.host => {
-            format!("{} ({addr})", transport::host_port(&target.gateway.host, target.gateway.port))
+            format!(
+                "{} ({addr})",
+                transport::host_port(&target.gateway.host, target.gateway.port)
+            )
         }
         _ => transport::host_port(&target.gateway.host, target.gateway.port),
     };
@@ -258,7 +277,12 @@ async fn connection_loop(target: Target, cx: Arc<Context>, stop: CancellationTok
     }
 }
 
-async fn connect_once(target: &Target, label: &str, cx: &Arc<Context>, stop: &CancellationToken) -> Outcome {
+async fn connect_once(
+    target: &Target,
+    label: &str,
+    cx: &Arc<Context>,
+    stop: &CancellationToken,
+) -> Outcome {
     let config = &cx.config;
     let transports: &[Transport] = match config.transport {
         TransportChoice::Tls => &[Transport::Binary],
@@ -296,7 +320,9 @@ async fn connect_once(target: &Target, label: &str, cx: &Arc<Context>, stop: &Ca
                 return run_session(io, accepted, transport, label, cx, stop).await;
             }
             Ok((_, Err(e @ ClientHandshakeError::Refused { .. }))) => return Outcome::Refused(e),
-            Ok((_, Err(e))) => last_error = format!("{transport:?} transport: handshake failed: {e}"),
+            Ok((_, Err(e))) => {
+                last_error = format!("{transport:?} transport: handshake failed: {e}")
+            }
             Err(e) => last_error = format!("{transport:?} transport: {e}"),
         }
     }
@@ -326,7 +352,8 @@ async fn run_session(
         transport = ?transport,
         "tunnel connected"
     );
-    cx.audit.connection("connect", label, &accepted, transport, None);
+    cx.audit
+        .connection("connect", label, &accepted, transport, None);
     let gateway: Arc<str> = Arc::from(label);
     let on_inbound = {
         let shared = shared.clone();
@@ -342,7 +369,10 @@ async fn run_session(
                         Ok(Ok(Frame::Open(StreamKind::Control))) => {
                             mux::run_control(control, shared, heartbeat, goaway_rx).await;
                         }
-                        _ => shared.abort(CloseReason::ProtocolError, "the first stream was not the control stream"),
+                        _ => shared.abort(
+                            CloseReason::ProtocolError,
+                            "the first stream was not the control stream",
+                        ),
                     }
                 });
             } else {
@@ -351,7 +381,13 @@ async fn run_session(
             }
         }
     };
-    let _open_tx = mux::spawn(io, yamux::Mode::Client, shared.clone(), heartbeat, on_inbound);
+    let _open_tx = mux::spawn(
+        io,
+        yamux::Mode::Client,
+        shared.clone(),
+        heartbeat,
+        on_inbound,
+    );
     let stopped = tokio::select! {
         () = shared.closed() => false,
         () = stop.cancelled() => {
@@ -364,7 +400,13 @@ async fn run_session(
         .reason()
         .cloned()
         .unwrap_or((CloseReason::ConnectionLost, "connection ended".into()));
-    cx.audit.connection("disconnect", label, &accepted, transport, Some((reason, &message)));
+    cx.audit.connection(
+        "disconnect",
+        label,
+        &accepted,
+        transport,
+        Some((reason, &message)),
+    );
     if stopped {
         Outcome::Stopped
     } else {
@@ -383,7 +425,9 @@ async fn serve_stream(mut stream: TunnelStream, cx: Arc<Context>, gateway: Arc<s
             tracing::warn!(gateway = %gateway, "stream started with an unexpected {} frame; reset", other.name());
         }
         Ok(Err(e)) => tracing::warn!(gateway = %gateway, "bad stream header: {e}; reset"),
-        Err(_) => tracing::warn!(gateway = %gateway, "no stream header within {HANDSHAKE_TIMEOUT:?}; reset"),
+        Err(_) => {
+            tracing::warn!(gateway = %gateway, "no stream header within {HANDSHAKE_TIMEOUT:?}; reset")
+        }
     }
 }
 
@@ -398,7 +442,11 @@ impl Backoff {
     /// The next delay: `min(initial * 2^n, max)`, of which the upper half is random.
     pub fn next_delay(&mut self) -> Duration {
         let factor = 1u32.checked_shl(self.attempt.min(31)).unwrap_or(u32::MAX);
-        let ceiling = self.config.initial.saturating_mul(factor).min(self.config.max);
+        let ceiling = self
+            .config
+            .initial
+            .saturating_mul(factor)
+            .min(self.config.max);
         self.attempt = self.attempt.saturating_add(1);
         let half = ceiling / 2;
         let jitter_ms = u64::try_from((ceiling - half).as_millis()).unwrap_or(u64::MAX);
@@ -422,7 +470,9 @@ mod tests {
             max: Duration::from_millis(1000),
         };
         let mut backoff = Backoff::new(config);
-        let delays: Vec<u64> = (0..8).map(|_| backoff.next_delay().as_millis() as u64).collect();
+        let delays: Vec<u64> = (0..8)
+            .map(|_| backoff.next_delay().as_millis() as u64)
+            .collect();
         let ceilings = [100, 200, 400, 800, 1000, 1000, 1000, 1000];
         for (d, c) in delays.iter().zip(ceilings) {
             assert!(*d >= c / 2 && *d <= c, "{delays:?}");

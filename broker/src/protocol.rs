@@ -69,8 +69,6 @@ pub mod mux;
 pub mod proxy;
 pub mod transport;
 
-pub use frame::{
-    decode, CloseReason, Frame, FrameError, RefuseCode, StreamKind, PROTOCOL_VERSION,
-};
+pub use frame::{decode, CloseReason, Frame, FrameError, RefuseCode, StreamKind, PROTOCOL_VERSION};
 pub use mux::TunnelStream;
 pub use transport::Transport;

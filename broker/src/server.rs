@@ -375,7 +375,10 @@ pub async fn accept<S: Io>(
 }
 
 /// Checks protocol version, hello fields and the token.
-fn check_hello(hello: &Hello, tokens: &dyn TokenLookup) -> Result<TunnelGrant, (RefuseCode, String)> {
+fn check_hello(
+    hello: &Hello,
+    tokens: &dyn TokenLookup,
+) -> Result<TunnelGrant, (RefuseCode, String)> {
     if hello.protocol != PROTOCOL_VERSION {
         return Err((
             RefuseCode::Version,
@@ -389,7 +392,8 @@ fn check_hello(hello: &Hello, tokens: &dyn TokenLookup) -> Result<TunnelGrant, (
     let printable = |s: &str, max: usize| {
         !s.is_empty() && s.chars().count() <= max && !s.chars().any(char::is_control)
     };
-    if !printable(&hello.agent_id, MAX_AGENT_ID) || !printable(&hello.agent_version, MAX_AGENT_VERSION)
+    if !printable(&hello.agent_id, MAX_AGENT_ID)
+        || !printable(&hello.agent_version, MAX_AGENT_VERSION)
     {
         return Err((
             RefuseCode::Malformed,
@@ -451,7 +455,13 @@ async fn start_session(
             drop(stream);
         }
     };
-    let open_tx = mux::spawn(io, yamux::Mode::Server, shared.clone(), heartbeat, on_inbound);
+    let open_tx = mux::spawn(
+        io,
+        yamux::Mode::Server,
+        shared.clone(),
+        heartbeat,
+        on_inbound,
+    );
     let session = AgentSession {
         inner: Arc::new(SessionInner {
             info: AgentInfo {

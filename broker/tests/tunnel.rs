@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
+use portcullis_broker::protocol::client;
 use portcullis_broker::protocol::frame::{self, Hello, Token};
 use portcullis_broker::protocol::transport::{self, Dial, Transport};
-use portcullis_broker::protocol::client;
 use portcullis_broker::server::{self, OpenError};
 use portcullis_broker::{CloseReason, StreamKind};
 use support::*;
@@ -78,7 +78,11 @@ async fn setup_with(agent_extra: &str, env: &[(&str, String)]) -> Setup {
     let dead_addr = dead.local_addr().unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("agent-key.txt"), "agent-file-secret\n").unwrap();
-    let extra = format!("{agent_extra}{}{}", tuning(), origins(origin.addr, echo, dead_addr));
+    let extra = format!(
+        "{agent_extra}{}{}",
+        tuning(),
+        origins(origin.addr, echo, dead_addr)
+    );
     let config = write_agent_config(dir.path(), &[gateway.addr], &pki.ca_file, &extra);
     let mut env = env.to_vec();
     env.push(("SONAR_TOKEN", "sonar-env-secret".to_owned()));
@@ -123,8 +127,16 @@ async fn allowed_requests_reach_the_origin_with_the_agents_credentials() {
 
     let received = s.origin.received.borrow().clone();
     assert_eq!(received.len(), 1);
-    let auth: Vec<_> = received[0].headers.get_all("authorization").iter().collect();
-    assert_eq!(auth, ["Bearer sonar-env-secret"], "the caller's copy is dropped");
+    let auth: Vec<_> = received[0]
+        .headers
+        .get_all("authorization")
+        .iter()
+        .collect();
+    assert_eq!(
+        auth,
+        ["Bearer sonar-env-secret"],
+        "the caller's copy is dropped"
+    );
     let key: Vec<_> = received[0].headers.get_all("x-agent-key").iter().collect();
     assert_eq!(key, ["agent-file-secret"]);
     assert_eq!(received[0].headers["host"], s.origin.addr.to_string());
@@ -152,7 +164,11 @@ async fn allowed_requests_reach_the_origin_with_the_agents_credentials() {
     for secret in ["hunter2", "sonar-env-secret", "agent-file-secret", TOKEN] {
         assert!(!audit.contains(secret), "audit leaks {secret}");
     }
-    s.agent.wait_audit("the connect line", |l| l["event"] == "connect" && l["tunnel"] == "acme-dc1").await;
+    s.agent
+        .wait_audit("the connect line", |l| {
+            l["event"] == "connect" && l["tunnel"] == "acme-dc1"
+        })
+        .await;
     for line in s.agent.lines() {
         for secret in ["sonar-env-secret", "agent-file-secret", TOKEN] {
             assert!(!line.contains(secret), "log leaks {secret}: {line}");
@@ -161,13 +177,17 @@ async fn allowed_requests_reach_the_origin_with_the_agents_credentials() {
 
     // Several requests on one keep-alive stream.
     let stream = session.open_stream(StreamKind::Http).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     for i in 0..3 {
         sender.ready().await.unwrap();
-        let resp = sender.send_request(get("sonar", &format!("/api/{i}"))).await.unwrap();
+        let resp = sender
+            .send_request(get("sonar", &format!("/api/{i}")))
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 200);
         assert_eq!(body_json(resp).await["uri"], format!("/api/{i}"));
     }
@@ -188,7 +208,12 @@ async fn the_agent_denies_what_its_rules_do_not_allow() {
         ("sonar", "/api/x", "DELETE", "not_accepted"),
         ("sonar", "/search?project=other", "GET", "not_accepted"),
         ("sonar", "/search", "GET", "not_accepted"),
-        ("sonar", "/search?project=acme-1&project=evil", "GET", "not_accepted"),
+        (
+            "sonar",
+            "/search?project=acme-1&project=evil",
+            "GET",
+            "not_accepted",
+        ),
         ("echo", "/", "GET", "not_http"),
     ];
     for (host, path, method, reason) in cases {
@@ -204,18 +229,33 @@ async fn the_agent_denies_what_its_rules_do_not_allow() {
         let body = body_json(resp).await;
         assert_eq!(body["error"], "agent_denied", "{body}");
         assert_eq!(body["reason"], reason, "{method} {host}{path}: {body}");
-        assert!(!body.to_string().contains("/api/**"), "rules are not revealed: {body}");
+        assert!(
+            !body.to_string().contains("/api/**"),
+            "rules are not revealed: {body}"
+        );
     }
     // Query conditions let the matching request through; the dot segment is normalised.
     let resp = request(&session, get("SONAR:80", "/search?project=acme-7")).await;
     assert_eq!(resp.status(), 200);
     let resp = request(&session, get("sonar", "/api/./a//b")).await;
     assert_eq!(body_json(resp).await["uri"], "/api/a/b");
-    let received: Vec<String> = s.origin.received.borrow().iter().map(|r| r.uri.clone()).collect();
-    assert_eq!(received, ["/search?project=acme-7", "/api/a/b"], "nothing denied reached the origin");
+    let received: Vec<String> = s
+        .origin
+        .received
+        .borrow()
+        .iter()
+        .map(|r| r.uri.clone())
+        .collect();
+    assert_eq!(
+        received,
+        ["/search?project=acme-7", "/api/a/b"],
+        "nothing denied reached the origin"
+    );
     let line = s
         .agent
-        .wait_audit("a denied request", |l| l["request_id"] == "deny-/api/../admin")
+        .wait_audit("a denied request", |l| {
+            l["request_id"] == "deny-/api/../admin"
+        })
         .await;
     assert_eq!(line["decision"], "denied");
     assert_eq!(line["reason"], "path");
@@ -236,7 +276,9 @@ async fn tcp_streams_reach_tcp_origins_only() {
     let s = setup().await;
     let session = s.gateway.session().await;
     let mut stream = session
-        .open_stream(StreamKind::Tcp { origin: "echo".into() })
+        .open_stream(StreamKind::Tcp {
+            origin: "echo".into(),
+        })
         .await
         .unwrap();
     for i in 0..20u32 {
@@ -251,14 +293,25 @@ async fn tcp_streams_reach_tcp_origins_only() {
     stream.read_to_end(&mut rest).await.unwrap();
     assert!(rest.is_empty());
 
-    for (origin, reason) in [("sonar", "not_tcp"), ("nope", "unknown_origin"), ("dead", "not_tcp")] {
-        match session.open_stream(StreamKind::Tcp { origin: origin.into() }).await {
+    for (origin, reason) in [
+        ("sonar", "not_tcp"),
+        ("nope", "unknown_origin"),
+        ("dead", "not_tcp"),
+    ] {
+        match session
+            .open_stream(StreamKind::Tcp {
+                origin: origin.into(),
+            })
+            .await
+        {
             Err(OpenError::Refused { reason: r, .. }) => assert_eq!(r, reason, "{origin}"),
             other => panic!("{origin}: expected a refusal, got {other:?}"),
         }
     }
     s.agent
-        .wait_audit("the tcp line", |l| l["event"] == "tcp" && l["origin"] == "echo" && l["decision"] == "allowed")
+        .wait_audit("the tcp line", |l| {
+            l["event"] == "tcp" && l["origin"] == "echo" && l["decision"] == "allowed"
+        })
         .await;
 }
 
@@ -274,17 +327,29 @@ async fn a_refused_token_is_logged_clearly_and_retried_with_growing_delays() {
     let mut rx = gateway.state.subscribe();
     wait_for(&mut rx, "five refusals", |s| s.attempts.len() >= 5).await;
     let attempts = rx.borrow().attempts.clone();
-    assert!(attempts.iter().all(|a| a.refused.as_deref() == Some("bad_token")), "{attempts:?}");
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a.refused.as_deref() == Some("bad_token")),
+        "{attempts:?}"
+    );
     assert!(rx.borrow().sessions.is_empty());
     agent
-        .wait_log("four logged retry delays", |l| l.iter().filter(|l| l.contains("retry_in_ms=")).count() >= 4)
+        .wait_log("four logged retry delays", |l| {
+            l.iter().filter(|l| l.contains("retry_in_ms=")).count() >= 4
+        })
         .await;
     let lines = agent.lines();
     assert!(
-        lines.iter().any(|l| l.contains("gateway refused the tunnel: bad_token: unknown broker token")),
+        lines
+            .iter()
+            .any(|l| l.contains("gateway refused the tunnel: bad_token: unknown broker token")),
         "{lines:#?}"
     );
-    assert!(!lines.iter().any(|l| l.contains("wrong-token")), "the token is never logged");
+    assert!(
+        !lines.iter().any(|l| l.contains("wrong-token")),
+        "the token is never logged"
+    );
     let delays: Vec<u64> = lines
         .iter()
         .filter_map(|l| l.split("retry_in_ms=").nth(1))
@@ -297,7 +362,11 @@ async fn a_refused_token_is_logged_clearly_and_retried_with_growing_delays() {
     assert!(delays[3] >= 400 && delays[0] <= 100, "{delays:?}");
     // The server sees the same spacing: the gap before the 5th attempt is at least the 4th delay.
     let gap = |i: usize| attempts[i + 1].at - attempts[i].at;
-    assert!(gap(3) >= Duration::from_millis(delays[3]) - Duration::from_millis(50), "{:?} {delays:?}", gap(3));
+    assert!(
+        gap(3) >= Duration::from_millis(delays[3]) - Duration::from_millis(50),
+        "{:?} {delays:?}",
+        gap(3)
+    );
     assert!(gap(3) > gap(0), "{:?} vs {:?}", gap(3), gap(0));
 }
 
@@ -327,11 +396,19 @@ async fn killing_the_agent_mid_response_fails_the_stream_within_a_second() {
     .await
     .expect("the body must end, not hang");
     let elapsed = killed.elapsed();
-    assert!(outcome.is_err(), "a cut-off body is an error, not a clean end");
+    assert!(
+        outcome.is_err(),
+        "a cut-off body is an error, not a clean end"
+    );
     assert!(elapsed < Duration::from_millis(1500), "took {elapsed:?}");
-    let (reason, _) = tokio::time::timeout(Duration::from_secs(5), session.closed()).await.unwrap();
+    let (reason, _) = tokio::time::timeout(Duration::from_secs(5), session.closed())
+        .await
+        .unwrap();
     assert_eq!(reason, CloseReason::ConnectionLost);
-    assert!(matches!(session.open_stream(StreamKind::Http).await, Err(OpenError::Closed(_))));
+    assert!(matches!(
+        session.open_stream(StreamKind::Http).await,
+        Err(OpenError::Closed(_))
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -341,12 +418,22 @@ async fn the_agent_reconnects_after_a_gateway_restart() {
     let first = s.gateway.session().await;
     let resp = request(&first, get("sonar", "/api/before")).await;
     assert_eq!(resp.status(), 200);
-    let Setup { gateway, origin, mut agent, dir, pki, _echo, _dead } = s;
+    let Setup {
+        gateway,
+        origin,
+        mut agent,
+        dir,
+        pki,
+        _echo,
+        _dead,
+    } = s;
     let (addr, sessions) = gateway.stop();
     drop(sessions);
     drop(first);
     agent
-        .wait_log("the disconnect", |l| l.iter().any(|l| l.contains("tunnel disconnected")))
+        .wait_log("the disconnect", |l| {
+            l.iter().any(|l| l.contains("tunnel disconnected"))
+        })
         .await;
     let gateway = TestGateway::restart_on(addr, tokens(), restarted_options).await;
     let second = gateway.session().await;
@@ -361,12 +448,19 @@ async fn stopping_the_agent_closes_the_tunnel_with_a_go_away() {
     let mut s = setup().await;
     let session = s.gateway.session().await;
     s.agent.terminate();
-    let (reason, message) = tokio::time::timeout(DEADLINE, session.closed()).await.unwrap();
+    let (reason, message) = tokio::time::timeout(DEADLINE, session.closed())
+        .await
+        .unwrap();
     assert_eq!(reason, CloseReason::Shutdown, "{message}");
     let status = s.agent.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
     let lines = s.agent.audit_lines();
-    assert!(lines.iter().any(|l| l["event"] == "disconnect" && l["reason"] == "shutdown"), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["event"] == "disconnect" && l["reason"] == "shutdown"),
+        "{lines:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -374,11 +468,17 @@ async fn revoking_a_session_tells_the_agent_why() {
     let mut s = setup().await;
     let session = s.gateway.session().await;
     session.close(CloseReason::Revoked, "token removed by a reload");
-    let (reason, _) = tokio::time::timeout(DEADLINE, session.closed()).await.unwrap();
+    let (reason, _) = tokio::time::timeout(DEADLINE, session.closed())
+        .await
+        .unwrap();
     assert_eq!(reason, CloseReason::Revoked);
     s.agent
         .wait_log("the revocation", |l| {
-            l.iter().any(|l| l.contains("tunnel disconnected") && l.contains("revoked") && l.contains("token removed by a reload"))
+            l.iter().any(|l| {
+                l.contains("tunnel disconnected")
+                    && l.contains("revoked")
+                    && l.contains("token removed by a reload")
+            })
         })
         .await;
 }
@@ -390,8 +490,16 @@ async fn the_websocket_transport_carries_the_tunnel() {
     assert_eq!(session.info().transport, Transport::WebSocket);
     let resp = request(&session, get("sonar", "/api/ws")).await;
     assert_eq!(resp.status(), 200);
-    assert_eq!(body_json(resp).await["authorization"], "Bearer sonar-env-secret");
-    let mut stream = session.open_stream(StreamKind::Tcp { origin: "echo".into() }).await.unwrap();
+    assert_eq!(
+        body_json(resp).await["authorization"],
+        "Bearer sonar-env-secret"
+    );
+    let mut stream = session
+        .open_stream(StreamKind::Tcp {
+            origin: "echo".into(),
+        })
+        .await
+        .unwrap();
     stream.write_all(b"over websocket").await.unwrap();
     let mut back = [0u8; 14];
     stream.read_exact(&mut back).await.unwrap();
@@ -416,16 +524,31 @@ async fn no_proxy_bypasses_the_proxy() {
     let (proxy, targets, _task) = connect_proxy().await;
     let s = setup_with(
         "",
-        &[("HTTPS_PROXY", format!("http://{proxy}")), ("NO_PROXY", "localhost,127.0.0.0/8".into())],
+        &[
+            ("HTTPS_PROXY", format!("http://{proxy}")),
+            ("NO_PROXY", "localhost,127.0.0.0/8".into()),
+        ],
     )
     .await;
     let session = s.gateway.session().await;
-    assert_eq!(request(&session, get("sonar", "/api/direct")).await.status(), 200);
+    assert_eq!(
+        request(&session, get("sonar", "/api/direct"))
+            .await
+            .status(),
+        200
+    );
     assert!(targets.borrow().is_empty());
 }
 
 /// A hand-driven agent: TLS, preface, hello — then whatever the test wants.
-async fn rogue_agent(gateway: SocketAddr, pki: &TestPki, token: &str) -> (transport::BoxIo, Result<frame::Accepted, client::ClientHandshakeError>) {
+async fn rogue_agent(
+    gateway: SocketAddr,
+    pki: &TestPki,
+    token: &str,
+) -> (
+    transport::BoxIo,
+    Result<frame::Accepted, client::ClientHandshakeError>,
+) {
     let dial = Dial {
         host: "localhost".into(),
         port: gateway.port(),
@@ -455,7 +578,8 @@ async fn streams_opened_by_an_agent_are_reset() {
     let (io, accepted) = rogue_agent(gateway.addr, &pki, TOKEN).await;
     accepted.unwrap();
     let session = gateway.session().await;
-    let mut conn = yamux::Connection::new(io.compat(), yamux::Config::default(), yamux::Mode::Client);
+    let mut conn =
+        yamux::Connection::new(io.compat(), yamux::Config::default(), yamux::Mode::Client);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         let mut opened = false;
@@ -478,13 +602,26 @@ async fn streams_opened_by_an_agent_are_reset() {
         .await;
     });
     let mut stream = rx.recv().await.unwrap().unwrap();
-    let _ = stream.write_all(b"GET / HTTP/1.1\r\nhost: gateway\r\n\r\n").await;
+    let _ = stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: gateway\r\n\r\n")
+        .await;
     let mut buf = Vec::new();
-    let read = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut buf)).await.unwrap();
-    assert!(buf.is_empty(), "the gateway answered an agent-opened stream: {buf:?} ({read:?})");
+    let read = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut buf))
+        .await
+        .unwrap();
+    assert!(
+        buf.is_empty(),
+        "the gateway answered an agent-opened stream: {buf:?} ({read:?})"
+    );
     let mut rx = gateway.state.subscribe();
-    wait_for(&mut rx, "the rejected stream to be counted", |_| session.stats().rejected_streams == 1).await;
-    assert!(!session.is_closed(), "only the stream is reset, not the connection");
+    wait_for(&mut rx, "the rejected stream to be counted", |_| {
+        session.stats().rejected_streams == 1
+    })
+    .await;
+    assert!(
+        !session.is_closed(),
+        "only the stream is reset, not the connection"
+    );
     driver.abort();
 }
 
@@ -515,12 +652,18 @@ async fn malformed_frames_close_only_their_own_connection() {
         io.flush().await.unwrap();
         let mut rest = Vec::new();
         // The server answers (a refusal, at most) and closes.
-        let _ = tokio::time::timeout(DEADLINE, io.read_to_end(&mut rest)).await.unwrap();
+        let _ = tokio::time::timeout(DEADLINE, io.read_to_end(&mut rest))
+            .await
+            .unwrap();
         assert!(rest.len() <= frame::HEADER_LEN + frame::MAX_PAYLOAD);
     }
     let mut rx = s.gateway.state.subscribe();
     wait_for(&mut rx, "three malformed handshakes", |st| {
-        st.attempts.iter().filter(|a| a.refused.as_deref() == Some("malformed")).count() == 3
+        st.attempts
+            .iter()
+            .filter(|a| a.refused.as_deref() == Some("malformed"))
+            .count()
+            == 3
     })
     .await;
     assert!(!session.is_closed());
@@ -541,13 +684,23 @@ async fn a_silent_peer_is_dropped_after_the_heartbeat_timeout_and_its_streams_fa
     assert_eq!(accepted.heartbeat_timeout_ms, 800);
     let session = gateway.session().await;
     let mut stream = session.open_stream(StreamKind::Http).await.unwrap();
-    stream.write_all(b"GET / HTTP/1.1\r\nhost: sonar\r\n\r\n").await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: sonar\r\n\r\n")
+        .await
+        .unwrap();
     let started = Instant::now();
     let mut buf = [0u8; 16];
-    let err = tokio::time::timeout(DEADLINE, stream.read(&mut buf)).await.unwrap().unwrap_err();
+    let err = tokio::time::timeout(DEADLINE, stream.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionAborted);
     assert!(err.to_string().contains("heartbeat_timeout"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     let (reason, _) = session.closed().await;
     assert_eq!(reason, CloseReason::HeartbeatTimeout);
     drop(io);
@@ -558,10 +711,28 @@ async fn unknown_and_revoked_tokens_are_refused_with_their_codes() {
     let pki = TestPki::generate();
     let gateway = TestGateway::start(tokens(), options(&pki)).await;
     let (_, revoked) = rogue_agent(gateway.addr, &pki, "an-unknown-token").await;
-    assert!(matches!(revoked, Err(client::ClientHandshakeError::Refused { code: portcullis_broker::RefuseCode::BadToken, .. })), "{revoked:?}");
+    assert!(
+        matches!(
+            revoked,
+            Err(client::ClientHandshakeError::Refused {
+                code: portcullis_broker::RefuseCode::BadToken,
+                ..
+            })
+        ),
+        "{revoked:?}"
+    );
     let mut tokens = tokens();
     tokens.revoke(server::token_sha256("an-old-token"));
     let gateway = TestGateway::start(tokens, options(&pki)).await;
     let (_, revoked) = rogue_agent(gateway.addr, &pki, "an-old-token").await;
-    assert!(matches!(revoked, Err(client::ClientHandshakeError::Refused { code: portcullis_broker::RefuseCode::Revoked, .. })), "{revoked:?}");
+    assert!(
+        matches!(
+            revoked,
+            Err(client::ClientHandshakeError::Refused {
+                code: portcullis_broker::RefuseCode::Revoked,
+                ..
+            })
+        ),
+        "{revoked:?}"
+    );
 }

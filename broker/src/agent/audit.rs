@@ -111,7 +111,10 @@ impl AuditLog {
         if tx.try_send(line).is_err() {
             let before = self.dropped.fetch_add(1, Ordering::Relaxed);
             if before.is_power_of_two() || before == 0 {
-                tracing::warn!(dropped = before + 1, "audit writer is behind; lines dropped");
+                tracing::warn!(
+                    dropped = before + 1,
+                    "audit writer is behind; lines dropped"
+                );
             }
         }
     }

@@ -325,13 +325,21 @@ impl AgentConfig {
     }
 }
 
-fn compile_raw(r: &mut Reporter<'_>, raw: RawConfig, file: &Path, base: &Path) -> Option<AgentConfig> {
+fn compile_raw(
+    r: &mut Reporter<'_>,
+    raw: RawConfig,
+    file: &Path,
+    base: &Path,
+) -> Option<AgentConfig> {
     let gateways = compile_gateways(r, &raw.gateways);
     let token = read_token(r, &raw.token_file, base);
     let gateway_tls = if raw.insecure_plaintext {
         None
     } else {
-        let ca = raw.ca_file.as_ref().map(|ca| (resolve_path(base, ca.get_ref()), ca.span()));
+        let ca = raw
+            .ca_file
+            .as_ref()
+            .map(|ca| (resolve_path(base, ca.get_ref()), ca.span()));
         match transport::client_config(ca.as_ref().map(|(p, _)| p.as_path()), false) {
             Ok(config) => Some(config),
             Err(e) => {
@@ -352,7 +360,11 @@ fn compile_raw(r: &mut Reporter<'_>, raw: RawConfig, file: &Path, base: &Path) -
         }
         None => derived_agent_id(file),
     };
-    let transport = match raw.transport.as_ref().map(|t| (t.get_ref().as_str(), t.span())) {
+    let transport = match raw
+        .transport
+        .as_ref()
+        .map(|t| (t.get_ref().as_str(), t.span()))
+    {
         None | Some(("tls", _)) => TransportChoice::Tls,
         Some(("websocket", _)) => TransportChoice::WebSocket,
         Some(("auto", _)) => TransportChoice::Auto,
@@ -361,22 +373,31 @@ fn compile_raw(r: &mut Reporter<'_>, raw: RawConfig, file: &Path, base: &Path) -
             TransportChoice::Tls
         }
     };
-    let proxy = raw.proxy.as_ref().and_then(|p| match ProxyConfig::parse(p.get_ref()) {
-        Ok(proxy) => Some(proxy),
-        Err(e) => {
-            r.error(p.span(), format!("proxy: {e}"));
-            None
-        }
-    });
+    let proxy = raw
+        .proxy
+        .as_ref()
+        .and_then(|p| match ProxyConfig::parse(p.get_ref()) {
+            Ok(proxy) => Some(proxy),
+            Err(e) => {
+                r.error(p.span(), format!("proxy: {e}"));
+                None
+            }
+        });
     let heartbeat = compile_heartbeat(r, raw.heartbeat.as_ref());
     let backoff = compile_backoff(r, raw.backoff.as_ref());
     let mut origins = Vec::new();
     let mut by_name = HashMap::new();
+    let mut seen = std::collections::HashSet::new();
     for origin in &raw.origins {
+        let name = &origin.get_ref().name;
+        if !seen.insert(name.get_ref().clone()) {
+            r.error(
+                name.span(),
+                format!("origin '{}' is defined twice", name.get_ref()),
+            );
+        }
         if let Some(compiled) = compile_origin(r, origin.get_ref(), base) {
-            if by_name.insert(compiled.name.clone(), origins.len()).is_some() {
-                r.error(origin.get_ref().name.span(), format!("origin '{}' is defined twice", compiled.name));
-            }
+            by_name.insert(compiled.name.clone(), origins.len());
             origins.push(compiled);
         }
     }
@@ -399,9 +420,15 @@ fn compile_raw(r: &mut Reporter<'_>, raw: RawConfig, file: &Path, base: &Path) -
     })
 }
 
-fn compile_gateways(r: &mut Reporter<'_>, gateways: &Spanned<Vec<Spanned<String>>>) -> Vec<GatewayAddr> {
+fn compile_gateways(
+    r: &mut Reporter<'_>,
+    gateways: &Spanned<Vec<Spanned<String>>>,
+) -> Vec<GatewayAddr> {
     if gateways.get_ref().is_empty() {
-        r.error(gateways.span(), "gateways: at least one \"host:port\" is required");
+        r.error(
+            gateways.span(),
+            "gateways: at least one \"host:port\" is required",
+        );
     }
     let mut out = Vec::new();
     for g in gateways.get_ref() {
@@ -409,7 +436,10 @@ fn compile_gateways(r: &mut Reporter<'_>, gateways: &Spanned<Vec<Spanned<String>
             Some(addr) => out.push(addr),
             None => r.error(
                 g.span(),
-                format!("gateways: '{}' is not \"host:port\" (IPv6 as \"[::1]:7443\")", g.get_ref()),
+                format!(
+                    "gateways: '{}' is not \"host:port\" (IPv6 as \"[::1]:7443\")",
+                    g.get_ref()
+                ),
             ),
         }
     }
@@ -443,14 +473,20 @@ fn read_token(r: &mut Reporter<'_>, token_file: &Spanned<String>, base: &Path) -
         Ok(text) => {
             let token = text.trim();
             if token.is_empty() {
-                r.error(token_file.span(), format!("token_file '{}' is empty", path.display()));
+                r.error(
+                    token_file.span(),
+                    format!("token_file '{}' is empty", path.display()),
+                );
                 None
             } else {
                 Some(Token::new(token))
             }
         }
         Err(e) => {
-            r.error(token_file.span(), format!("cannot read token_file '{}': {e}", path.display()));
+            r.error(
+                token_file.span(),
+                format!("cannot read token_file '{}': {e}", path.display()),
+            );
             None
         }
     }
@@ -478,7 +514,10 @@ fn compile_backoff(r: &mut Reporter<'_>, raw: Option<&Spanned<RawBackoff>>) -> B
     let max = raw.and_then(|b| b.get_ref().max_ms).unwrap_or(30_000);
     if let Some(b) = raw {
         if initial == 0 || initial > max || max > 3_600_000 {
-            r.error(b.span(), "backoff: need 0 < initial_ms <= max_ms <= 3600000");
+            r.error(
+                b.span(),
+                "backoff: need 0 < initial_ms <= max_ms <= 3600000",
+            );
         }
     }
     BackoffConfig {
@@ -492,9 +531,9 @@ fn compile_origin(r: &mut Reporter<'_>, raw: &RawOrigin, base: &Path) -> Option<
     let name = raw.name.get_ref().clone();
     let valid_name = !name.is_empty()
         && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'.');
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'.'
+        });
     if !valid_name {
         r.error(
             raw.name.span(),
@@ -517,23 +556,39 @@ fn compile_origin(r: &mut Reporter<'_>, raw: &RawOrigin, base: &Path) -> Option<
     let kind = match uri.as_ref().and_then(|u| u.scheme_str().map(|s| (s, u))) {
         Some(("tcp", uri)) => {
             if !raw.headers.is_empty() || !raw.accept.is_empty() || raw.ca_file.is_some() {
-                r.error(raw.url.span(), "a tcp:// origin takes no headers, accept rules or ca_file");
+                r.error(
+                    raw.url.span(),
+                    "a tcp:// origin takes no headers, accept rules or ca_file",
+                );
             }
             if raw.response_timeout_ms.is_some() {
-                r.error(raw.url.span(), "response_timeout_ms applies to HTTP origins only");
+                r.error(
+                    raw.url.span(),
+                    "response_timeout_ms applies to HTTP origins only",
+                );
             }
             match (uri.host(), uri.port_u16(), uri.path()) {
-                (Some(host), Some(port), "" | "/") if uri.query().is_none() => Some(OriginKind::Tcp {
-                    host: host.trim_start_matches('[').trim_end_matches(']').to_owned(),
-                    port,
-                }),
+                (Some(host), Some(port), "" | "/") if uri.query().is_none() => {
+                    Some(OriginKind::Tcp {
+                        host: host
+                            .trim_start_matches('[')
+                            .trim_end_matches(']')
+                            .to_owned(),
+                        port,
+                    })
+                }
                 _ => {
-                    r.error(raw.url.span(), format!("url '{url}': a tcp origin is tcp://host:port"));
+                    r.error(
+                        raw.url.span(),
+                        format!("url '{url}': a tcp origin is tcp://host:port"),
+                    );
                     None
                 }
             }
         }
-        Some((scheme @ ("http" | "https"), uri)) => compile_http_origin(r, raw, uri, scheme == "https", base),
+        Some((scheme @ ("http" | "https"), uri)) => {
+            compile_http_origin(r, raw, uri, scheme == "https", base)
+        }
         _ => {
             r.error(
                 raw.url.span(),
@@ -566,7 +621,10 @@ fn compile_http_origin(
         return None;
     };
     if authority.as_str().contains('@') {
-        r.error(raw.url.span(), "url: credentials in the URL are not allowed; use headers");
+        r.error(
+            raw.url.span(),
+            "url: credentials in the URL are not allowed; use headers",
+        );
     }
     if uri.query().is_some() {
         r.error(raw.url.span(), format!("url '{url}' must not have a query"));
@@ -576,12 +634,18 @@ fn compile_http_origin(
     for (name, value) in &raw.headers {
         let header = match HeaderName::from_bytes(name.as_bytes()) {
             Ok(h) if NOT_INJECTABLE.contains(&h.as_str()) => {
-                r.error(value.span(), format!("headers: '{name}' is managed by the agent and cannot be set"));
+                r.error(
+                    value.span(),
+                    format!("headers: '{name}' is managed by the agent and cannot be set"),
+                );
                 continue;
             }
             Ok(h) => h,
             Err(_) => {
-                r.error(value.span(), format!("headers: '{name}' is not a valid header name"));
+                r.error(
+                    value.span(),
+                    format!("headers: '{name}' is not a valid header name"),
+                );
                 continue;
             }
         };
@@ -602,14 +666,21 @@ fn compile_http_origin(
     let mut rules = Vec::new();
     for rule in &raw.accept {
         let rule = rule.get_ref();
-        let query: Vec<(&str, &str)> = rule.query.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let query: Vec<(&str, &str)> = rule
+            .query
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         match AcceptRule::new(&rule.methods, rule.path.get_ref(), &query) {
             Ok(compiled) => rules.push(compiled),
             Err(e) => r.error(rule.path.span(), format!("accept: {e}")),
         }
     }
     let tls = if https {
-        let ca = raw.ca_file.as_ref().map(|c| resolve_path(base, c.get_ref()));
+        let ca = raw
+            .ca_file
+            .as_ref()
+            .map(|c| resolve_path(base, c.get_ref()));
         match transport::client_config(ca.as_deref(), true) {
             Ok(config) => Some(config),
             Err(e) => {

@@ -103,7 +103,9 @@ impl Handler {
     pub fn new(config: Arc<AgentConfig>, audit: AuditLog) -> Result<Self, rustls::Error> {
         let mut clients = HashMap::new();
         for origin in &config.origins {
-            let OriginKind::Http(http) = &origin.kind else { continue };
+            let OriginKind::Http(http) = &origin.kind else {
+                continue;
+            };
             let mut connector = HttpConnector::new();
             connector.enforce_http(false);
             connector.set_nodelay(true);
@@ -144,7 +146,11 @@ impl Handler {
             path: redact_query(req.uri().path(), req.uri().query()),
         };
         let Some(origin) = self.config.origin(&facts.origin) else {
-            return self.deny(facts, "unknown_origin", "no origin with this name on the agent");
+            return self.deny(
+                facts,
+                "unknown_origin",
+                "no origin with this name on the agent",
+            );
         };
         let OriginKind::Http(http) = &origin.kind else {
             return self.deny(facts, "not_http", "this origin accepts tcp streams only");
@@ -160,7 +166,11 @@ impl Handler {
             .check(req.method().as_str(), &normalized, req.uri().query())
             .is_err()
         {
-            return self.deny(facts, "not_accepted", "the agent's accept rules do not allow this request");
+            return self.deny(
+                facts,
+                "not_accepted",
+                "the agent's accept rules do not allow this request",
+            );
         }
         let Some(client) = self.clients.get(&origin.name) else {
             return self.deny(facts, "unknown_origin", "no client for this origin");
@@ -312,14 +322,25 @@ pub async fn serve(stream: TunnelStream, handler: Arc<Handler>) {
 }
 
 /// Serves one `tcp` stream: verdict, then a byte pipe to the origin.
-pub async fn serve_tcp(mut stream: TunnelStream, origin_name: &str, handler: &Handler, gateway: &str) {
+pub async fn serve_tcp(
+    mut stream: TunnelStream,
+    origin_name: &str,
+    handler: &Handler,
+    gateway: &str,
+) {
     let started = Instant::now();
     let refuse = |reason: &'static str, message: String| (reason, message);
     let target = match handler.config.origin(origin_name) {
-        None => Err(refuse("unknown_origin", format!("no origin named '{origin_name}'"))),
+        None => Err(refuse(
+            "unknown_origin",
+            format!("no origin named '{origin_name}'"),
+        )),
         Some(origin) => match &origin.kind {
             OriginKind::Tcp { host, port } => Ok((host.clone(), *port, origin.connect_timeout)),
-            OriginKind::Http(_) => Err(refuse("not_tcp", format!("origin '{origin_name}' is not a tcp origin"))),
+            OriginKind::Http(_) => Err(refuse(
+                "not_tcp",
+                format!("origin '{origin_name}' is not a tcp origin"),
+            )),
         },
     };
     let connected = match target {
@@ -327,8 +348,14 @@ pub async fn serve_tcp(mut stream: TunnelStream, origin_name: &str, handler: &Ha
         Ok((host, port, timeout)) => {
             match tokio::time::timeout(timeout, TcpStream::connect((host.as_str(), port))).await {
                 Ok(Ok(tcp)) => Ok(tcp),
-                Ok(Err(e)) => Err(refuse("origin_unreachable", format!("cannot connect to origin '{origin_name}': {e}"))),
-                Err(_) => Err(refuse("origin_unreachable", format!("connecting to origin '{origin_name}' timed out"))),
+                Ok(Err(e)) => Err(refuse(
+                    "origin_unreachable",
+                    format!("cannot connect to origin '{origin_name}': {e}"),
+                )),
+                Err(_) => Err(refuse(
+                    "origin_unreachable",
+                    format!("connecting to origin '{origin_name}' timed out"),
+                )),
             }
         }
     };
@@ -359,7 +386,10 @@ pub async fn serve_tcp(mut stream: TunnelStream, origin_name: &str, handler: &Ha
         }
     };
     let _ = tcp.set_nodelay(true);
-    if write_frame(&mut stream, &TunnelFrame::OpenOk).await.is_err() {
+    if write_frame(&mut stream, &TunnelFrame::OpenOk)
+        .await
+        .is_err()
+    {
         audit("allowed", Some("gateway_gone"), 0, 0);
         return;
     }
@@ -422,7 +452,11 @@ fn forwardable_headers(mut headers: HeaderMap) -> HeaderMap {
 
 /// `/a?x=1&y` → `/a?x&y`: parameter names only, never values.
 fn redact_query(path: &str, query: Option<&str>) -> String {
-    let path: String = path.chars().filter(|c| !c.is_control()).take(2048).collect();
+    let path: String = path
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(2048)
+        .collect();
     match query {
         None => path,
         Some(q) => {

@@ -36,7 +36,12 @@ fn main() -> ExitCode {
         }
     };
     if args.check {
-        println!("{}: ok ({} origins, {} gateways)", args.config.display(), config.origins.len(), config.gateways.len());
+        println!(
+            "{}: ok ({} origins, {} gateways)",
+            args.config.display(),
+            config.origins.len(),
+            config.gateways.len()
+        );
         return ExitCode::SUCCESS;
     }
     match run(config) {
@@ -49,7 +54,9 @@ fn main() -> ExitCode {
 }
 
 fn run(config: AgentConfig) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         // Registered before any connection exists, so a stop request is never lost to the
         // default signal action.

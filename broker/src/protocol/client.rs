@@ -39,7 +39,9 @@ pub async fn handshake(
     deadline: Duration,
 ) -> Result<Accepted, ClientHandshakeError> {
     let exchange = async {
-        transport::write_preface(io).await.map_err(FrameIoError::Io)?;
+        transport::write_preface(io)
+            .await
+            .map_err(FrameIoError::Io)?;
         write_frame(io, &Frame::Hello(hello.clone())).await?;
         match read_frame(io).await? {
             Frame::Accepted(accepted) => Ok(accepted),

@@ -196,7 +196,9 @@ pub struct Token(SecretString);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
     /// The header announces a payload over [`MAX_PAYLOAD`].
-    #[error("frame of type {frame_type:#04x} announces {len} bytes, over the {MAX_PAYLOAD}-byte limit")]
+    #[error(
+        "frame of type {frame_type:#04x} announces {len} bytes, over the {MAX_PAYLOAD}-byte limit"
+    )]
     TooLarge {
         /// The type byte.
         frame_type: u8,
@@ -355,7 +357,10 @@ fn parse_header(header: &[u8]) -> Result<(u8, usize), FrameError> {
 }
 
 fn decode_payload(frame_type: u8, payload: &[u8]) -> Result<Frame, FrameError> {
-    fn json<'a, T: Deserialize<'a>>(frame: &'static str, payload: &'a [u8]) -> Result<T, FrameError> {
+    fn json<'a, T: Deserialize<'a>>(
+        frame: &'static str,
+        payload: &'a [u8],
+    ) -> Result<T, FrameError> {
         serde_json::from_slice(payload).map_err(|e| FrameError::Payload {
             frame,
             // serde_json's message can quote the input (a token, say); keep only the class and
@@ -426,7 +431,10 @@ impl fmt::Debug for Token {
 
 impl PartialEq for Token {
     fn eq(&self, other: &Self) -> bool {
-        self.expose().as_bytes().ct_eq(other.expose().as_bytes()).into()
+        self.expose()
+            .as_bytes()
+            .ct_eq(other.expose().as_bytes())
+            .into()
     }
 }
 

@@ -138,7 +138,9 @@ impl Shared {
 
     fn idle_for(&self) -> Duration {
         let now = self.started.elapsed();
-        now.saturating_sub(Duration::from_millis(self.last_rx_ms.load(Ordering::Relaxed)))
+        now.saturating_sub(Duration::from_millis(
+            self.last_rx_ms.load(Ordering::Relaxed),
+        ))
     }
 
     /// Records why the connection ends; the first reason wins.
@@ -184,7 +186,10 @@ impl Shared {
     fn lost_error(&self) -> io::Error {
         let message = match self.reason.get() {
             Some((reason, message)) => {
-                format!("tunnel connection to the {} closed: {reason}: {message}", self.peer)
+                format!(
+                    "tunnel connection to the {} closed: {reason}: {message}",
+                    self.peer
+                )
             }
             None => format!("tunnel connection to the {} lost", self.peer),
         };
@@ -252,7 +257,10 @@ async fn drive(
     };
     match end {
         DriverEnd::Conn(Ok(())) => {
-            shared.set_reason(CloseReason::ConnectionLost, format!("the {} closed the connection", shared.peer));
+            shared.set_reason(
+                CloseReason::ConnectionLost,
+                format!("the {} closed the connection", shared.peer),
+            );
         }
         DriverEnd::Conn(Err(e)) => {
             shared.set_reason(CloseReason::ConnectionLost, e.to_string());
@@ -291,7 +299,9 @@ fn poll_conn(
                     Poll::Ready(Err(e)) => {
                         let message = e.to_string();
                         let _ = request.send(Err(e));
-                        return Poll::Ready(Err(yamux::ConnectionError::Io(io::Error::other(message))));
+                        return Poll::Ready(Err(yamux::ConnectionError::Io(io::Error::other(
+                            message,
+                        ))));
                     }
                     Poll::Pending => *pending = Some(request),
                 }
@@ -310,7 +320,8 @@ fn poll_conn(
 
 /// Drops the connection when nothing has been read for the heartbeat timeout.
 async fn watchdog(shared: Arc<Shared>, heartbeat: Heartbeat) {
-    let check = (heartbeat.timeout / 8).clamp(Duration::from_millis(20), Duration::from_millis(500));
+    let check =
+        (heartbeat.timeout / 8).clamp(Duration::from_millis(20), Duration::from_millis(500));
     let mut ticker = tokio::time::interval(check);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

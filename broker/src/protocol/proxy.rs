@@ -148,7 +148,10 @@ impl fmt::Debug for ProxyConfig {
         f.debug_struct("ProxyConfig")
             .field("host", &self.host)
             .field("port", &self.port)
-            .field("basic_auth", &self.basic_auth.as_ref().map(|_| "[redacted]"))
+            .field(
+                "basic_auth",
+                &self.basic_auth.as_ref().map(|_| "[redacted]"),
+            )
             .finish()
     }
 }
@@ -255,7 +258,10 @@ impl NoProxy {
                 out.all = true;
             } else if let Ok(net) = entry.parse::<IpNet>() {
                 out.nets.push(net);
-            } else if let Ok(ip) = entry.trim_matches(|c| c == '[' || c == ']').parse::<IpAddr>() {
+            } else if let Ok(ip) = entry
+                .trim_matches(|c| c == '[' || c == ']')
+                .parse::<IpAddr>()
+            {
                 out.nets.push(IpNet::from(ip));
             } else {
                 let host = split_host_port(entry).map_or(entry, |(h, _)| h);

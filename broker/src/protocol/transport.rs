@@ -262,9 +262,10 @@ async fn dial_inner(dial: &Dial) -> Result<BoxIo, TransportError> {
     let _ = tcp.set_nodelay(true);
     let io: BoxIo = match &dial.tls {
         Some(tls) => {
-            let name = ServerName::try_from(dial.host.trim_start_matches('[').trim_end_matches(']'))
-                .map_err(|_| TransportError::ServerName(dial.host.clone()))?
-                .to_owned();
+            let name =
+                ServerName::try_from(dial.host.trim_start_matches('[').trim_end_matches(']'))
+                    .map_err(|_| TransportError::ServerName(dial.host.clone()))?
+                    .to_owned();
             let tls = tokio_rustls::TlsConnector::from(tls.clone())
                 .connect(name, tcp)
                 .await
@@ -284,10 +285,9 @@ async fn dial_inner(dial: &Dial) -> Result<BoxIo, TransportError> {
                 "{scheme}://{}{WEBSOCKET_PATH}",
                 host_port(&dial.host, dial.port)
             );
-            let (ws, _) =
-                tokio_tungstenite::client_async_with_config(url, io, Some(ws_config()))
-                    .await
-                    .map_err(|e| TransportError::WebSocket(e.to_string()))?;
+            let (ws, _) = tokio_tungstenite::client_async_with_config(url, io, Some(ws_config()))
+                .await
+                .map_err(|e| TransportError::WebSocket(e.to_string()))?;
             Ok(Box::new(WsIo::new(ws)))
         }
     }
@@ -344,9 +344,10 @@ pub(crate) async fn accept<S: Io>(
                 Err(not_found)
             }
         };
-        let ws = tokio_tungstenite::accept_hdr_async_with_config(prefixed, callback, Some(ws_config()))
-            .await
-            .map_err(|e| TransportError::WebSocket(e.to_string()))?;
+        let ws =
+            tokio_tungstenite::accept_hdr_async_with_config(prefixed, callback, Some(ws_config()))
+                .await
+                .map_err(|e| TransportError::WebSocket(e.to_string()))?;
         let mut io: BoxIo = Box::new(WsIo::new(ws));
         let mut preface = [0u8; PREFACE.len()];
         io.read_exact(&mut preface).await?;
@@ -493,7 +494,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsIo<S> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match ready!(Pin::new(&mut self.ws).poll_close(cx)) {
-            Ok(()) | Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+            Ok(())
+            | Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
                 Poll::Ready(Ok(()))
             }
             Err(e) => Poll::Ready(Err(ws_io_error(e))),

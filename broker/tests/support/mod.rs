@@ -66,8 +66,8 @@ impl TestPki {
         std::fs::write(&ca_file, ca.pem()).unwrap();
         std::fs::write(&cert_file, cert.pem()).unwrap();
         std::fs::write(&key_file, key.serialize_pem()).unwrap();
-        let server = portcullis_broker::protocol::transport::server_config(&cert_file, &key_file)
-            .unwrap();
+        let server =
+            portcullis_broker::protocol::transport::server_config(&cert_file, &key_file).unwrap();
         TestPki {
             dir,
             ca_file,
@@ -125,7 +125,11 @@ impl TestGateway {
     }
 
     /// Binds `addr` again (a restarted gateway), with SO_REUSEADDR.
-    pub async fn restart_on(addr: SocketAddr, tokens: StaticTokens, options: ServerOptions) -> Self {
+    pub async fn restart_on(
+        addr: SocketAddr,
+        tokens: StaticTokens,
+        options: ServerOptions,
+    ) -> Self {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.set_reuseaddr(true).unwrap();
         socket.bind(addr).unwrap();
@@ -140,7 +144,9 @@ impl TestGateway {
         let task = tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             loop {
-                let Ok((tcp, remote)) = listener.accept().await else { continue };
+                let Ok((tcp, remote)) = listener.accept().await else {
+                    continue;
+                };
                 let (tx, tokens, options) = (tx.clone(), tokens.clone(), options.clone());
                 conns.spawn(async move {
                     let result = server::accept(tcp, remote, &*tokens, &options).await;
@@ -168,15 +174,25 @@ impl TestGateway {
     /// Waits for a live session and returns it.
     pub async fn session(&self) -> AgentSession {
         let mut rx = self.state.subscribe();
-        wait_for(&mut rx, "an agent session", |s| s.sessions.iter().any(|s| !s.is_closed())).await;
+        wait_for(&mut rx, "an agent session", |s| {
+            s.sessions.iter().any(|s| !s.is_closed())
+        })
+        .await;
         let state = rx.borrow();
-        state.sessions.iter().rev().find(|s| !s.is_closed()).unwrap().clone()
+        state
+            .sessions
+            .iter()
+            .rev()
+            .find(|s| !s.is_closed())
+            .unwrap()
+            .clone()
     }
 
     /// Stops accepting and drops every session (a gateway crash).
     pub fn stop(self) -> (SocketAddr, Vec<AgentSession>) {
         self.task.abort();
-        let sessions = std::mem::take(&mut self.state.send_replace(GatewayState::default()).sessions);
+        let sessions =
+            std::mem::take(&mut self.state.send_replace(GatewayState::default()).sessions);
         (self.addr, sessions)
     }
 }
@@ -228,12 +244,22 @@ pub struct AgentProcess {
 }
 
 /// Writes the token file and an agent.toml with `body` after the standard header.
-pub fn write_agent_config(dir: &Path, gateways: &[SocketAddr], ca_file: &Path, extra: &str) -> PathBuf {
+pub fn write_agent_config(
+    dir: &Path,
+    gateways: &[SocketAddr],
+    ca_file: &Path,
+    extra: &str,
+) -> PathBuf {
     std::fs::write(dir.join("token"), format!("{TOKEN}\n")).unwrap();
     write_agent_config_with_token(dir, gateways, ca_file, extra)
 }
 
-pub fn write_agent_config_with_token(dir: &Path, gateways: &[SocketAddr], ca_file: &Path, extra: &str) -> PathBuf {
+pub fn write_agent_config_with_token(
+    dir: &Path,
+    gateways: &[SocketAddr],
+    ca_file: &Path,
+    extra: &str,
+) -> PathBuf {
     let gateways: Vec<String> = gateways.iter().map(|g| format!("\"{g}\"")).collect();
     let config = format!(
         "gateways = [{}]\ntoken_file = \"token\"\nca_file = \"{}\"\naudit = \"audit.jsonl\"\nagent_id = \"test-agent\"\n{extra}",
@@ -324,13 +350,20 @@ impl AgentProcess {
     }
 
     /// Waits until the audit file has a line matching `cond`.
-    pub async fn wait_audit(&self, what: &str, mut cond: impl FnMut(&serde_json::Value) -> bool) -> serde_json::Value {
+    pub async fn wait_audit(
+        &self,
+        what: &str,
+        mut cond: impl FnMut(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let deadline = Instant::now() + DEADLINE;
         loop {
             if let Some(line) = self.audit_lines().into_iter().find(|l| cond(l)) {
                 return line;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for audit line: {what}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for audit line: {what}"
+            );
             // The audit file is written by another process; there is no event to wait on.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -371,7 +404,9 @@ impl MockOrigin {
         let (tx, received) = watch::channel(Vec::new());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
                 let tx = tx.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -400,7 +435,10 @@ impl Drop for MockOrigin {
 
 type OriginBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
-async fn origin_handle(req: Request<Incoming>, tx: watch::Sender<Vec<Received>>) -> Response<OriginBody> {
+async fn origin_handle(
+    req: Request<Incoming>,
+    tx: watch::Sender<Vec<Received>>,
+) -> Response<OriginBody> {
     let method = req.method().to_string();
     let uri = req.uri().to_string();
     let headers = req.headers().clone();
@@ -425,25 +463,38 @@ async fn origin_handle(req: Request<Incoming>, tx: watch::Sender<Vec<Received>>)
     let chunk = Bytes::from(vec![b'x'; CHUNK]);
     match path.as_str() {
         "/download" => {
-            let total: u64 = query.strip_prefix("bytes=").and_then(|n| n.parse().ok()).unwrap_or(0);
+            let total: u64 = query
+                .strip_prefix("bytes=")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
             let full = total / CHUNK as u64;
             let rest = (total % CHUNK as u64) as usize;
             let mut chunks = std::iter::repeat_n(chunk.clone(), full as usize).collect::<Vec<_>>();
             if rest > 0 {
                 chunks.push(chunk.slice(..rest));
             }
-            let stream = futures_util::stream::iter(chunks.into_iter().map(|c| Ok::<_, Infallible>(Frame::data(c))));
+            let stream = futures_util::stream::iter(
+                chunks
+                    .into_iter()
+                    .map(|c| Ok::<_, Infallible>(Frame::data(c))),
+            );
             Response::builder()
                 .header("content-length", total.to_string())
                 .body(BodyExt::boxed(StreamBody::new(stream)))
                 .unwrap()
         }
         "/forever" => {
-            let stream = futures_util::stream::repeat_with(move || Ok::<_, Infallible>(Frame::data(chunk.clone())));
-            Response::builder().body(BodyExt::boxed(StreamBody::new(stream))).unwrap()
+            let stream = futures_util::stream::repeat_with(move || {
+                Ok::<_, Infallible>(Frame::data(chunk.clone()))
+            });
+            Response::builder()
+                .body(BodyExt::boxed(StreamBody::new(stream)))
+                .unwrap()
         }
         _ => {
-            let auth = headers.get("authorization").map(|v| v.to_str().unwrap().to_owned());
+            let auth = headers
+                .get("authorization")
+                .map(|v| v.to_str().unwrap().to_owned());
             let body = serde_json::json!({ "method": method, "uri": uri, "authorization": auth, "body_bytes": body_bytes });
             Response::builder()
                 .header("content-type", "application/json")
@@ -462,7 +513,9 @@ pub async fn echo_server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
         loop {
-            let Ok((mut tcp, _)) = listener.accept().await else { continue };
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                continue;
+            };
             tokio::spawn(async move {
                 let (mut r, mut w) = tcp.split();
                 let _ = tokio::io::copy(&mut r, &mut w).await;
@@ -473,13 +526,19 @@ pub async fn echo_server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
 }
 
 /// A CONNECT proxy that records each CONNECT target.
-pub async fn connect_proxy() -> (SocketAddr, watch::Receiver<Vec<String>>, tokio::task::JoinHandle<()>) {
+pub async fn connect_proxy() -> (
+    SocketAddr,
+    watch::Receiver<Vec<String>>,
+    tokio::task::JoinHandle<()>,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = watch::channel(Vec::new());
     let task = tokio::spawn(async move {
         loop {
-            let Ok((mut client, _)) = listener.accept().await else { continue };
+            let Ok((mut client, _)) = listener.accept().await else {
+                continue;
+            };
             let tx = tx.clone();
             tokio::spawn(async move {
                 let mut head = Vec::new();
@@ -498,7 +557,10 @@ pub async fn connect_proxy() -> (SocketAddr, watch::Receiver<Vec<String>>, tokio
                     let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
                     return;
                 };
-                client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await.unwrap();
+                client
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await
+                    .unwrap();
                 let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
             });
         }

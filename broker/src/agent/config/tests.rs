@@ -28,7 +28,8 @@ impl Fixture {
     }
 }
 
-const HEAD: &str = "gateways = [\"127.0.0.1:7443\"]\ntoken_file = \"token\"\ninsecure_plaintext = true\n";
+const HEAD: &str =
+    "gateways = [\"127.0.0.1:7443\"]\ntoken_file = \"token\"\ninsecure_plaintext = true\n";
 
 #[test]
 fn the_shipped_example_loads_when_its_env_var_is_absent_only_with_a_clear_error() {
@@ -42,7 +43,10 @@ fn the_shipped_example_loads_when_its_env_var_is_absent_only_with_a_clear_error(
     }
     let err = AgentConfig::load(&path).unwrap_err().to_string();
     assert!(err.contains("agent.toml:20:"), "{err}");
-    assert!(err.contains("environment variable SONAR_TOKEN is not set"), "{err}");
+    assert!(
+        err.contains("environment variable SONAR_TOKEN is not set"),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1, "{err}");
 }
 
@@ -59,12 +63,20 @@ fn compiles_origins_headers_and_rules() {
         ))
         .unwrap();
     assert_eq!(config.agent_id, "a1");
-    assert_eq!(config.gateways, vec![GatewayAddr { host: "127.0.0.1".into(), port: 7443 }]);
+    assert_eq!(
+        config.gateways,
+        vec![GatewayAddr {
+            host: "127.0.0.1".into(),
+            port: 7443
+        }]
+    );
     assert_eq!(config.token.expose(), "tok-123");
     assert!(config.gateway_tls.is_none());
     assert_eq!(config.heartbeat.timeout, Duration::from_secs(9));
     let sonar = config.origin("sonar").unwrap();
-    let OriginKind::Http(http) = &sonar.kind else { panic!() };
+    let OriginKind::Http(http) = &sonar.kind else {
+        panic!()
+    };
     assert_eq!(http.base_path, "/base");
     assert_eq!(http.headers[0].0, "authorization");
     assert_eq!(http.headers[0].1.expose_secret(), "Bearer s3cr3t-value");
@@ -125,17 +137,29 @@ fn a_resolved_value_that_is_not_a_header_value_is_an_error_without_the_value() {
 #[test]
 fn unknown_keys_and_type_errors_point_at_the_key() {
     let fx = Fixture::new();
-    let err = fx.errors(&format!("{HEAD}[[origins]]\nname = \"o\"\nurl = \"http://h\"\nmethod = [\"GET\"]\n"));
-    assert!(err.contains("agent.toml:7:1: error: unknown field `method`"), "{err}");
+    let err = fx.errors(&format!(
+        "{HEAD}[[origins]]\nname = \"o\"\nurl = \"http://h\"\nmethod = [\"GET\"]\n"
+    ));
+    assert!(
+        err.contains("agent.toml:7:1: error: unknown field `method`"),
+        "{err}"
+    );
     let err = fx.errors(&format!("{HEAD}[backoff]\ninitial_ms = \"fast\"\n"));
-    assert!(err.contains("agent.toml:5:14: error: invalid type"), "{err}");
+    assert!(
+        err.contains("agent.toml:5:14: error: invalid type"),
+        "{err}"
+    );
 }
 
 #[test]
 fn missing_token_file_and_no_origins_are_errors() {
     let fx = Fixture::new();
-    let err = fx.errors("gateways = [\"h:1\"]\ntoken_file = \"missing\"\ninsecure_plaintext = true\n");
-    assert!(err.contains("agent.toml:2:14: error: cannot read token_file"), "{err}");
+    let err =
+        fx.errors("gateways = [\"h:1\"]\ntoken_file = \"missing\"\ninsecure_plaintext = true\n");
+    assert!(
+        err.contains("agent.toml:2:14: error: cannot read token_file"),
+        "{err}"
+    );
     assert!(err.contains("no [[origins]]"), "{err}");
 }
 
@@ -155,13 +179,25 @@ fn derived_agent_ids_are_stable_per_config_file() {
     let a = derived_agent_id(Path::new("/etc/a.toml"));
     assert_eq!(a, derived_agent_id(Path::new("/etc/a.toml")));
     assert_ne!(a, derived_agent_id(Path::new("/etc/b.toml")));
-    assert!(a.len() <= 64 + 13 && !a.contains(char::is_whitespace), "{a}");
+    assert!(
+        a.len() <= 64 + 13 && !a.contains(char::is_whitespace),
+        "{a}"
+    );
 }
 
 #[test]
 fn gateway_addresses_parse() {
-    assert_eq!(parse_host_port("[::1]:7443"), Some(GatewayAddr { host: "::1".into(), port: 7443 }));
-    assert_eq!(parse_host_port("gw.example.com:443").map(|g| g.port), Some(443));
+    assert_eq!(
+        parse_host_port("[::1]:7443"),
+        Some(GatewayAddr {
+            host: "::1".into(),
+            port: 7443
+        })
+    );
+    assert_eq!(
+        parse_host_port("gw.example.com:443").map(|g| g.port),
+        Some(443)
+    );
     assert_eq!(parse_host_port("::1:7443"), None);
     assert_eq!(parse_host_port("gw"), None);
     assert_eq!(parse_host_port(":7443"), None);

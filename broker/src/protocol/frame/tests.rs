@@ -50,7 +50,10 @@ fn oversized_header_is_rejected_before_the_payload_arrives() {
 
 #[test]
 fn unknown_type_is_rejected() {
-    assert_eq!(decode(&[0x7f, 0, 0, 0, 0]), Err(FrameError::UnknownType(0x7f)));
+    assert_eq!(
+        decode(&[0x7f, 0, 0, 0, 0]),
+        Err(FrameError::UnknownType(0x7f))
+    );
 }
 
 #[test]
@@ -140,17 +143,24 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
                 agent_version: v,
             })
         }),
-        (any::<u16>(), arb_string(), arb_string(), any::<u64>(), any::<u64>()).prop_map(
-            |(protocol, tunnel, tenant, heartbeat_interval_ms, heartbeat_timeout_ms)| {
-                Frame::Accepted(Accepted {
-                    protocol,
-                    tunnel,
-                    tenant,
-                    heartbeat_interval_ms,
-                    heartbeat_timeout_ms,
-                })
-            }
-        ),
+        (
+            any::<u16>(),
+            arb_string(),
+            arb_string(),
+            any::<u64>(),
+            any::<u64>()
+        )
+            .prop_map(
+                |(protocol, tunnel, tenant, heartbeat_interval_ms, heartbeat_timeout_ms)| {
+                    Frame::Accepted(Accepted {
+                        protocol,
+                        tunnel,
+                        tenant,
+                        heartbeat_interval_ms,
+                        heartbeat_timeout_ms,
+                    })
+                }
+            ),
         (code, arb_string()).prop_map(|(code, message)| Frame::Refused(Refused { code, message })),
         Just(Frame::Open(StreamKind::Http)),
         Just(Frame::Open(StreamKind::Control)),
@@ -159,7 +169,8 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
         (arb_string(), arb_string())
             .prop_map(|(reason, message)| Frame::OpenRefused(OpenRefused { reason, message })),
         any::<u64>().prop_map(|seq| Frame::Ping(Ping { seq })),
-        (reason, arb_string()).prop_map(|(reason, message)| Frame::GoAway(GoAway { reason, message })),
+        (reason, arb_string())
+            .prop_map(|(reason, message)| Frame::GoAway(GoAway { reason, message })),
     ]
 }
 

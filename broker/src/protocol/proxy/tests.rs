@@ -15,12 +15,19 @@ fn parses_proxy_urls() {
 
 #[test]
 fn invalid_proxy_urls_never_show_the_password() {
-    let err = ProxyConfig::parse("socks5://user:hunter2@p:1").unwrap_err().to_string();
+    let err = ProxyConfig::parse("socks5://user:hunter2@p:1")
+        .unwrap_err()
+        .to_string();
     assert!(!err.contains("hunter2"), "{err}");
     assert!(err.contains("only http://"), "{err}");
-    let err = ProxyConfig::parse("http://user:hunter2@p:notaport").unwrap_err().to_string();
+    let err = ProxyConfig::parse("http://user:hunter2@p:notaport")
+        .unwrap_err()
+        .to_string();
     assert!(!err.contains("hunter2"), "{err}");
-    let debug = format!("{:?}", ProxyConfig::parse("http://user:hunter2@p:1").unwrap());
+    let debug = format!(
+        "{:?}",
+        ProxyConfig::parse("http://user:hunter2@p:1").unwrap()
+    );
     assert!(!debug.contains("hunter2"), "{debug}");
 }
 
