@@ -1,6 +1,8 @@
 //! End-to-end tunnel tests: a test gateway built on `portcullis_broker::server`, the real
 //! `portcullis-agent` binary, real mock origins, real TLS — all on loopback.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 mod support;
 
 use std::net::SocketAddr;

@@ -802,7 +802,7 @@ impl Reporter<'_> {
 
     fn finish(&mut self) -> ConfigError {
         let mut diagnostics = std::mem::take(&mut self.diagnostics);
-        diagnostics.sort_by(|a, b| (a.line, a.column).cmp(&(b.line, b.column)));
+        diagnostics.sort_by_key(|d| (d.line, d.column));
         ConfigError::Invalid(diagnostics)
     }
 }

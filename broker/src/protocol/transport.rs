@@ -332,6 +332,8 @@ pub(crate) async fn accept<S: Io>(
     io.read_exact(&mut first).await?;
     if &first == b"GET " {
         let prefixed = Prefixed::new(Bytes::copy_from_slice(&first), io);
+        // tungstenite's `Callback` fixes the (large) error type.
+        #[allow(clippy::result_large_err)]
         let callback = |req: &tungstenite::handshake::server::Request,
                         resp: tungstenite::handshake::server::Response| {
             if req.uri().path() == WEBSOCKET_PATH {

@@ -2,7 +2,7 @@
 //! `portcullis-agent` process, mock origins that record what they received, a TCP echo server
 //! and a CONNECT proxy. Everything on 127.0.0.1:0; every wait is for a condition, with a
 //! deadline.
-#![allow(dead_code, unreachable_pub, missing_docs)]
+#![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used)]
 
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
