@@ -738,3 +738,30 @@ async fn unknown_and_revoked_tokens_are_refused_with_their_codes() {
         "{revoked:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_keeps_a_connection_to_every_gateway() {
+    let pki = TestPki::generate();
+    let one = TestGateway::start(tokens(), options(&pki)).await;
+    let two = TestGateway::start(tokens(), options(&pki)).await;
+    let origin = MockOrigin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "{}[[origins]]\nname = \"o\"\nurl = \"http://{}\"\n",
+        tuning(),
+        origin.addr
+    );
+    let config = write_agent_config(dir.path(), &[one.addr, two.addr], &pki.ca_file, &extra);
+    let _agent = AgentProcess::spawn(&config, &[]);
+    for gateway in [&one, &two] {
+        let session = gateway.session().await;
+        let resp = request(&session, get("o", &format!("/via/{}", gateway.addr.port()))).await;
+        assert_eq!(resp.status(), 200);
+    }
+    // One gateway going away leaves the other serving.
+    let (_, sessions) = one.stop();
+    drop(sessions);
+    let session = two.session().await;
+    assert_eq!(request(&session, get("o", "/still")).await.status(), 200);
+    assert_eq!(origin.received.borrow().len(), 3);
+}
