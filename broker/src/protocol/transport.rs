@@ -8,7 +8,7 @@
 //! HTTP-looking traffic through still reaches the same port.
 //!
 //! On the WebSocket transport the byte stream is carried in binary messages, each message a
-//! chunk of the stream ([`WsIo`]); message boundaries mean nothing.
+//! chunk of the stream; message boundaries mean nothing.
 
 use std::io;
 use std::net::SocketAddr;
