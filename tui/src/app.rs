@@ -177,11 +177,7 @@ impl Drop for Screen {
 /// Leaves raw mode and the alternate screen; safe to call more than once.
 fn restore() {
     let _ = disable_raw_mode();
-    let _ = execute!(
-        io::stdout(),
-        LeaveAlternateScreen,
-        crossterm::cursor::Show
-    );
+    let _ = execute!(io::stdout(), LeaveAlternateScreen, crossterm::cursor::Show);
 }
 
 /// Puts the panic hook that was there before the console back (the gateway calls the
@@ -198,10 +194,22 @@ mod tests {
     #[test]
     fn crossterm_keys_convert() {
         let key = |code, modifiers| convert(KeyEvent::new(code, modifiers));
-        assert_eq!(key(KeyCode::Char('q'), KeyModifiers::NONE), Some(Key::Char('q')));
-        assert_eq!(key(KeyCode::Char('G'), KeyModifiers::SHIFT), Some(Key::Char('G')));
-        assert_eq!(key(KeyCode::Char('c'), KeyModifiers::CONTROL), Some(Key::Ctrl('c')));
-        assert_eq!(key(KeyCode::BackTab, KeyModifiers::SHIFT), Some(Key::BackTab));
+        assert_eq!(
+            key(KeyCode::Char('q'), KeyModifiers::NONE),
+            Some(Key::Char('q'))
+        );
+        assert_eq!(
+            key(KeyCode::Char('G'), KeyModifiers::SHIFT),
+            Some(Key::Char('G'))
+        );
+        assert_eq!(
+            key(KeyCode::Char('c'), KeyModifiers::CONTROL),
+            Some(Key::Ctrl('c'))
+        );
+        assert_eq!(
+            key(KeyCode::BackTab, KeyModifiers::SHIFT),
+            Some(Key::BackTab)
+        );
         assert_eq!(key(KeyCode::Tab, KeyModifiers::SHIFT), Some(Key::BackTab));
         assert_eq!(key(KeyCode::Tab, KeyModifiers::NONE), Some(Key::Tab));
         assert_eq!(key(KeyCode::F(1), KeyModifiers::NONE), None);

@@ -175,7 +175,11 @@ impl AdminClient {
         }
     }
 
-    fn get<T: DeserializeOwned>(&self, path: &'static str, path_and_query: &str) -> Result<T, ClientError> {
+    fn get<T: DeserializeOwned>(
+        &self,
+        path: &'static str,
+        path_and_query: &str,
+    ) -> Result<T, ClientError> {
         let response = self
             .agent
             .get(format!("{}{path_and_query}", self.base))
@@ -316,7 +320,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("token");
         std::fs::write(&file, "  s3cret-token\n").unwrap();
-        let client = AdminClient::new("http://127.0.0.1:1", TokenSource::File(file.clone())).unwrap();
+        let client =
+            AdminClient::new("http://127.0.0.1:1", TokenSource::File(file.clone())).unwrap();
         assert_eq!(client.bearer(), "Bearer s3cret-token");
         assert!(!format!("{client:?}").contains("s3cret"));
         let value = TokenSource::Value(SecretString::from("s3cret".to_owned()));
@@ -324,19 +329,22 @@ mod tests {
         std::fs::write(&file, "\n").unwrap();
         let err = AdminClient::new("http://127.0.0.1:1", TokenSource::File(file)).unwrap_err();
         assert!(err.to_string().contains("is empty"), "{err}");
-        let err = AdminClient::new(
-            "http://127.0.0.1:1",
-            TokenSource::File(dir.join("absent")),
-        )
-        .unwrap_err();
+        let err = AdminClient::new("http://127.0.0.1:1", TokenSource::File(dir.join("absent")))
+            .unwrap_err();
         assert!(err.to_string().contains("reading the admin token"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_401_carries_the_api_code() {
-        let err = status_error(paths::STATUS, 401, br#"{"error":"admin_token_not_configured"}"#);
-        assert!(matches!(err, ClientError::Unauthorized { ref code } if code == "admin_token_not_configured"));
+        let err = status_error(
+            paths::STATUS,
+            401,
+            br#"{"error":"admin_token_not_configured"}"#,
+        );
+        assert!(
+            matches!(err, ClientError::Unauthorized { ref code } if code == "admin_token_not_configured")
+        );
         let err = status_error(paths::STATUS, 401, b"");
         assert!(matches!(err, ClientError::Unauthorized { ref code } if code == "unauthorized"));
         let err = status_error(paths::TUNNELS, 404, br#"{"error":"not_found"}"#);

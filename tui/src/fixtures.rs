@@ -74,7 +74,14 @@ pub(crate) fn status(requests: u64) -> Status {
     }
 }
 
-fn route(name: &str, tenant: &str, rps: f64, err: f64, p50: Option<f64>, p99: Option<f64>) -> RouteStatus {
+fn route(
+    name: &str,
+    tenant: &str,
+    rps: f64,
+    err: f64,
+    p50: Option<f64>,
+    p99: Option<f64>,
+) -> RouteStatus {
     RouteStatus {
         name: name.into(),
         tenant: tenant.into(),
@@ -96,8 +103,14 @@ fn route(name: &str, tenant: &str, rps: f64, err: f64, p50: Option<f64>, p99: Op
             p99_seconds: p99,
         },
         upstreams: vec![
-            UpstreamHealth { address: "203.0.113.10:443".into(), healthy: true },
-            UpstreamHealth { address: "203.0.113.11:443".into(), healthy: true },
+            UpstreamHealth {
+                address: "203.0.113.10:443".into(),
+                healthy: true,
+            },
+            UpstreamHealth {
+                address: "203.0.113.11:443".into(),
+                healthy: true,
+            },
         ],
     }
 }
@@ -112,10 +125,19 @@ pub(crate) fn routes() -> Routes {
     wiki.upstream = UpstreamKind::Tunnel;
     wiki.tunnel = Some("initech-dc".into());
     wiki.upstreams = vec![];
-    let mut ci = route("umbrella-ci", "umbrella", 0.9, 1.0, Some(0.0004), Some(0.001));
+    let mut ci = route(
+        "umbrella-ci",
+        "umbrella",
+        0.9,
+        1.0,
+        Some(0.0004),
+        Some(0.001),
+    );
     ci.auth = AuthMode::Exchange;
     ci.secrets_missing = vec!["ci-token".into()];
-    Routes { routes: vec![jira, pd, dd, wiki, ci] }
+    Routes {
+        routes: vec![jira, pd, dd, wiki, ci],
+    }
 }
 
 fn secret(tenant: &str, name: &str, state: SecretState) -> SecretStatus {
@@ -123,11 +145,19 @@ fn secret(tenant: &str, name: &str, state: SecretState) -> SecretStatus {
         tenant: tenant.into(),
         name: name.into(),
         status: state,
-        source: if state == SecretState::Missing { SecretSourceKind::None } else { SecretSourceKind::File },
+        source: if state == SecretState::Missing {
+            SecretSourceKind::None
+        } else {
+            SecretSourceKind::File
+        },
         location: if state == SecretState::Missing {
             SecretLocation::Searched(vec![
                 format!("/run/secrets/{tenant}/{name}"),
-                format!("$PORTCULLIS_SECRET_{}_{}", tenant.to_uppercase(), name.to_uppercase()),
+                format!(
+                    "$PORTCULLIS_SECRET_{}_{}",
+                    tenant.to_uppercase(),
+                    name.to_uppercase()
+                ),
             ])
         } else {
             SecretLocation::Found(format!("/run/secrets/{tenant}/{name}"))
@@ -148,7 +178,10 @@ pub(crate) fn secrets() -> Secrets {
     let mut expiring = secret("acme", "pd-key", SecretState::Present);
     expiring.expires_at_ms = Some(NOW + 3 * DAY);
     let mut rejected = secret("globex", "dd-api-key", SecretState::Present);
-    rejected.last_upstream_auth_failure = Some(AuthFailure { at_ms: NOW - 5 * MIN, status: 401 });
+    rejected.last_upstream_auth_failure = Some(AuthFailure {
+        at_ms: NOW - 5 * MIN,
+        status: 401,
+    });
     let mut expired = secret("initech", "wiki-token", SecretState::Present);
     expired.expires_at_ms = Some(NOW - DAY);
     let mut missing = secret("umbrella", "ci-token", SecretState::Missing);
@@ -187,7 +220,10 @@ pub(crate) fn tunnels() -> Tunnels {
                 tenant: "initech".into(),
                 state: TunnelState::Online,
                 routes: vec!["initech-wiki".into()],
-                agents: vec![agent("agent-a1", "198.51.100.7:53211"), agent("agent-a2", "198.51.100.8:40022")],
+                agents: vec![
+                    agent("agent-a1", "198.51.100.7:53211"),
+                    agent("agent-a2", "198.51.100.8:40022"),
+                ],
             },
             TunnelStatus {
                 name: "hooli-lab".into(),
@@ -214,7 +250,7 @@ pub(crate) fn entry(seq: u64, route: &str, status: u16, denial: Option<&str>) ->
         time_ms: NOW - 10_000 + seq * 1000 + 7,
         tenant: Some(tenant.into()),
         route: Some(route.into()),
-        method: if seq % 3 == 0 { "POST" } else { "GET" }.into(),
+        method: if seq.is_multiple_of(3) { "POST" } else { "GET" }.into(),
         path: format!("/{}/issues/{seq}?expand", route.replace('-', "/")),
         status,
         denial: denial.map(Into::into),
@@ -247,9 +283,17 @@ pub(crate) fn traffic() -> TrafficPage {
 /// A model as it is after two polls and a page of traffic, at [`NOW`].
 pub(crate) fn model() -> Model {
     let mut model = Model::new("http://127.0.0.1:9901", 5000);
-    update(&mut model, Msg::Tick { now_ms: NOW - 2_000 });
+    update(
+        &mut model,
+        Msg::Tick {
+            now_ms: NOW - 2_000,
+        },
+    );
     update(&mut model, Msg::Traffic(traffic()));
-    for (i, requests) in [1000u64, 1010, 1040, 1020 + 60, 1150, 1190].iter().enumerate() {
+    for (i, requests) in [1000u64, 1010, 1040, 1020 + 60, 1150, 1190]
+        .iter()
+        .enumerate()
+    {
         let at_ms = NOW - 6_000 + i as u64 * 1000;
         update(&mut model, Msg::Polled(Box::new(poll(at_ms, *requests))));
     }

@@ -15,9 +15,9 @@
 
 mod app;
 pub mod client;
+mod filter;
 #[cfg(test)]
 mod fixtures;
-mod filter;
 mod format;
 pub mod keys;
 pub mod model;

@@ -273,7 +273,10 @@ fn on_poll(model: &mut Model, poll: Poll) {
                 &mut model.history.rps,
                 requests.saturating_sub(count) as f64 / seconds,
             );
-            push_bounded(&mut model.history.error_rate, error_rate(&poll.routes.routes));
+            push_bounded(
+                &mut model.history.error_rate,
+                error_rate(&poll.routes.routes),
+            );
         }
     }
     model.history.last = Some((identity, poll.at_ms, requests));
@@ -392,7 +395,10 @@ fn sort_routes_keeping(model: &mut Model, keep: Option<&str>) {
 fn compare(a: &RouteStatus, b: &RouteStatus, column: RouteColumn) -> Ordering {
     let num = |x: f64, y: f64| x.total_cmp(&y);
     let opt = |x: Option<f64>, y: Option<f64>| {
-        num(x.unwrap_or(f64::NEG_INFINITY), y.unwrap_or(f64::NEG_INFINITY))
+        num(
+            x.unwrap_or(f64::NEG_INFINITY),
+            y.unwrap_or(f64::NEG_INFINITY),
+        )
     };
     match column {
         RouteColumn::Name => a.name.cmp(&b.name),

@@ -51,7 +51,11 @@ struct Poller {
 struct Stopped;
 
 /// Starts the poller; its messages go to `msgs`.
-pub(crate) fn spawn(client: AdminClient, refresh: Duration, msgs: Sender<Msg>) -> std::io::Result<Worker> {
+pub(crate) fn spawn(
+    client: AdminClient,
+    refresh: Duration,
+    msgs: Sender<Msg>,
+) -> std::io::Result<Worker> {
     let (requests, requests_rx) = std::sync::mpsc::channel();
     let poller = Poller {
         client,

@@ -68,7 +68,10 @@ fn question_mark_opens_help_and_only_help_keys_act_while_open() {
     let mut model = on(Tab::Routes);
     press(&mut model, &[Key::Char('?')]);
     assert!(model.help);
-    press(&mut model, &[Key::Char('j'), Key::Char('3'), Key::Char('s')]);
+    press(
+        &mut model,
+        &[Key::Char('j'), Key::Char('3'), Key::Char('s')],
+    );
     assert_eq!(model.tab, Tab::Routes);
     assert_eq!(model.routes.selected, 0);
     assert_eq!(model.routes.sort, RouteColumn::Name);
@@ -90,7 +93,11 @@ fn every_binding_in_the_key_table_reaches_its_action() {
             Scope::Tab(t) => t,
         };
         for key in binding.keys {
-            assert_eq!(action_for(*key, tab), Some(binding.action), "{key:?} on {tab:?}");
+            assert_eq!(
+                action_for(*key, tab),
+                Some(binding.action),
+                "{key:?} on {tab:?}"
+            );
         }
     }
     // Tab-scoped keys do nothing elsewhere.
@@ -105,7 +112,13 @@ fn every_binding_in_the_key_table_reaches_its_action() {
 fn unbound_keys_change_nothing() {
     let mut model = on(Tab::Routes);
     let before = format!("{model:?}");
-    assert_eq!(press(&mut model, &[Key::Char('x'), Key::Backspace, Key::Char('Z')]), None);
+    assert_eq!(
+        press(
+            &mut model,
+            &[Key::Char('x'), Key::Backspace, Key::Char('Z')]
+        ),
+        None
+    );
     assert_eq!(format!("{model:?}"), before);
 }
 
@@ -162,7 +175,10 @@ fn j_k_arrows_g_and_shift_g_move_in_lists() {
 
     let mut model = on(Tab::Overview);
     let before = format!("{model:?}");
-    press(&mut model, &[Key::Char('j'), Key::Char('G'), Key::Enter, Key::Esc]);
+    press(
+        &mut model,
+        &[Key::Char('j'), Key::Char('G'), Key::Enter, Key::Esc],
+    );
     assert_eq!(format!("{model:?}"), before, "Overview has nothing to move");
 }
 
@@ -180,12 +196,21 @@ fn s_cycles_the_sort_column_and_capital_i_inverts() {
     assert_eq!(&seen[..RouteColumn::ALL.len()], &RouteColumn::ALL);
     assert_eq!(model.routes.sort, RouteColumn::Name, "wraps around");
 
-    press(&mut model, &[Key::Char('s'), Key::Char('s'), Key::Char('s')]);
+    press(
+        &mut model,
+        &[Key::Char('s'), Key::Char('s'), Key::Char('s')],
+    );
     assert_eq!(model.routes.sort, RouteColumn::Rps);
     assert!(model.routes.descending, "numbers sort largest first");
     assert_eq!(
         route_names(&model),
-        ["acme-jira", "acme-pd", "umbrella-ci", "initech-wiki", "globex-datadog"]
+        [
+            "acme-jira",
+            "acme-pd",
+            "umbrella-ci",
+            "initech-wiki",
+            "globex-datadog"
+        ]
     );
     press(&mut model, &[Key::Char('I')]);
     assert!(!model.routes.descending);
@@ -194,7 +219,10 @@ fn s_cycles_the_sort_column_and_capital_i_inverts() {
     press(&mut model, &[Key::Char('s')]);
     assert_eq!(model.routes.sort, RouteColumn::Errors);
     assert_eq!(route_names(&model)[0], "umbrella-ci");
-    press(&mut model, &[Key::Char('s'), Key::Char('s'), Key::Char('s')]);
+    press(
+        &mut model,
+        &[Key::Char('s'), Key::Char('s'), Key::Char('s')],
+    );
     assert_eq!(model.routes.sort, RouteColumn::Health);
     assert_eq!(route_names(&model)[..2], ["umbrella-ci", "acme-pd"]);
 }
@@ -204,9 +232,20 @@ fn the_selection_follows_its_route_through_sorts_and_polls() {
     let mut model = on(Tab::Routes);
     press(&mut model, &[Key::Char('j')]);
     assert_eq!(model.routes.selected_route().unwrap().name, "acme-pd");
-    press(&mut model, &[Key::Char('s'), Key::Char('s'), Key::Char('s'), Key::Char('I')]);
+    press(
+        &mut model,
+        &[
+            Key::Char('s'),
+            Key::Char('s'),
+            Key::Char('s'),
+            Key::Char('I'),
+        ],
+    );
     assert_eq!(model.routes.selected_route().unwrap().name, "acme-pd");
-    update(&mut model, Msg::Polled(Box::new(fixtures::poll(NOW + 1000, 1300))));
+    update(
+        &mut model,
+        Msg::Polled(Box::new(fixtures::poll(NOW + 1000, 1300))),
+    );
     assert_eq!(model.routes.selected_route().unwrap().name, "acme-pd");
 }
 
@@ -253,7 +292,10 @@ fn p_pauses_and_follows() {
 fn moving_up_pauses_and_shift_g_follows_again() {
     let mut model = on(Tab::Traffic);
     press(&mut model, &[Key::Char('j')]);
-    assert_eq!(model.traffic.paused_at, None, "down while following does nothing");
+    assert_eq!(
+        model.traffic.paused_at, None,
+        "down while following does nothing"
+    );
     press(&mut model, &[Key::Char('k')]);
     assert_eq!(model.traffic.paused_at, Some(8));
     assert_eq!(model.traffic.selected, Some(7));
@@ -277,7 +319,15 @@ fn slash_edits_a_live_filter_enter_keeps_it_esc_restores() {
     let statuses: Vec<u16> = model.traffic.visible().iter().map(|e| e.status).collect();
     assert_eq!(statuses, [502, 503], "applies while typing");
     // Keys of the key table are text while editing.
-    press(&mut model, &[Key::Char(' '), Key::Char('p'), Key::Backspace, Key::Backspace]);
+    press(
+        &mut model,
+        &[
+            Key::Char(' '),
+            Key::Char('p'),
+            Key::Backspace,
+            Key::Backspace,
+        ],
+    );
     assert_eq!(model.traffic.filter.text(), "5xx");
     assert_eq!(model.traffic.paused_at, None);
     press(&mut model, &[Key::Enter]);
@@ -285,7 +335,10 @@ fn slash_edits_a_live_filter_enter_keeps_it_esc_restores() {
     assert_eq!(model.traffic.filter.text(), "5xx");
 
     // Esc while editing puts back the filter in force before.
-    press(&mut model, &[Key::Char('/'), Key::Char(' '), Key::Char('r'), Key::Esc]);
+    press(
+        &mut model,
+        &[Key::Char('/'), Key::Char(' '), Key::Char('r'), Key::Esc],
+    );
     assert_eq!(model.traffic.filter.text(), "5xx");
     // Esc afterwards clears it.
     press(&mut model, &[Key::Esc]);
@@ -308,7 +361,11 @@ fn enter_on_traffic_pauses_and_shows_the_selected_request() {
     assert_eq!(model.traffic.selected, Some(7));
     press(&mut model, &[Key::Esc]);
     assert!(!model.traffic.detail);
-    assert_eq!(model.traffic.paused_at, Some(8), "Esc closes the detail first");
+    assert_eq!(
+        model.traffic.paused_at,
+        Some(8),
+        "Esc closes the detail first"
+    );
     press(&mut model, &[Key::Esc]);
     assert_eq!(model.traffic.paused_at, None, "then follows again");
 
@@ -323,9 +380,21 @@ fn a_filter_hiding_the_selection_selects_the_nearest() {
     let mut model = on(Tab::Traffic);
     press(&mut model, &[Key::Char('g')]);
     assert_eq!(model.traffic.selected, Some(1));
-    press(&mut model, &[Key::Char('/'), Key::Char('5'), Key::Char('x'), Key::Char('x'), Key::Enter]);
+    press(
+        &mut model,
+        &[
+            Key::Char('/'),
+            Key::Char('5'),
+            Key::Char('x'),
+            Key::Char('x'),
+            Key::Enter,
+        ],
+    );
     let visible = model.traffic.visible();
-    assert_eq!(visible[model.traffic.selected_index(&visible).unwrap()].seq, 3);
+    assert_eq!(
+        visible[model.traffic.selected_index(&visible).unwrap()].seq,
+        3
+    );
 }
 
 // --- Config ---
@@ -349,7 +418,10 @@ fn r_asks_first_then_y_reloads() {
         assert_eq!(model.config.reload, ReloadState::Idle);
     }
     let mut model = on(Tab::Config);
-    assert_eq!(press(&mut model, &[Key::Char('r'), Key::Enter]), Some(Command::Reload));
+    assert_eq!(
+        press(&mut model, &[Key::Char('r'), Key::Enter]),
+        Some(Command::Reload)
+    );
 }
 
 #[test]
@@ -359,7 +431,10 @@ fn the_reload_outcome_is_kept() {
     status.result = ReloadResult::Error;
     update(&mut model, Msg::ReloadFinished(Ok(status.clone())));
     assert_eq!(model.config.reload, ReloadState::Done { status });
-    update(&mut model, Msg::ReloadFinished(Err("io: Connection refused".into())));
+    update(
+        &mut model,
+        Msg::ReloadFinished(Err("io: Connection refused".into())),
+    );
     assert_eq!(
         model.config.reload,
         ReloadState::Failed {
@@ -414,7 +489,10 @@ fn a_404_for_tunnels_means_none_configured() {
 fn history_is_bounded() {
     let mut model = on(Tab::Overview);
     for i in 0..(HISTORY as u64 * 2) {
-        update(&mut model, Msg::Polled(Box::new(fixtures::poll(NOW + i * 1000, 2000 + i))));
+        update(
+            &mut model,
+            Msg::Polled(Box::new(fixtures::poll(NOW + i * 1000, 2000 + i))),
+        );
     }
     assert_eq!(model.history.rps.len(), HISTORY);
     assert_eq!(model.history.error_rate.len(), HISTORY);
@@ -431,7 +509,11 @@ fn a_restarted_gateway_clears_traffic_and_history() {
     assert!(model.history.rps.is_empty());
     assert_eq!(model.traffic.paused_at, None);
     update(&mut model, Msg::Traffic(page(1..=2)));
-    assert_eq!(model.traffic.entries.len(), 2, "sequence numbers start again");
+    assert_eq!(
+        model.traffic.entries.len(),
+        2,
+        "sequence numbers start again"
+    );
 }
 
 fn page(seqs: std::ops::RangeInclusive<u64>) -> TrafficPage {
@@ -474,7 +556,10 @@ fn a_flood_of_traffic_stays_bounded() {
 #[test]
 fn traffic_errors_show_until_the_next_page() {
     let mut model = on(Tab::Traffic);
-    update(&mut model, Msg::TrafficFailed("/api/v1/traffic: HTTP 400 bad_request".into()));
+    update(
+        &mut model,
+        Msg::TrafficFailed("/api/v1/traffic: HTTP 400 bad_request".into()),
+    );
     assert_eq!(
         model.traffic.error.as_deref(),
         Some("/api/v1/traffic: HTTP 400 bad_request")
@@ -509,7 +594,10 @@ fn disconnects_and_401s_set_the_banner_and_a_poll_clears_it() {
             retry_at_ms: NOW + 1000
         }
     );
-    update(&mut model, Msg::Polled(Box::new(fixtures::poll(NOW + 3000, 1300))));
+    update(
+        &mut model,
+        Msg::Polled(Box::new(fixtures::poll(NOW + 3000, 1300))),
+    );
     assert_eq!(model.connection, Connection::Connected);
 }
 

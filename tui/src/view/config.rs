@@ -129,10 +129,7 @@ fn outcome_lines(reload: &ReloadStatus, now: u64, lines: &mut Vec<Line<'static>>
 fn reload_lines(model: &Model, lines: &mut Vec<Line<'static>>) {
     let now = model.now_ms;
     lines.push(Line::from(""));
-    lines.push(Line::from(Span::styled(
-        "reload from this console",
-        HEADER,
-    )));
+    lines.push(Line::from(Span::styled("reload from this console", HEADER)));
     match &model.config.reload {
         ReloadState::Idle => lines.push(Line::from(Span::styled(
             "  none yet — press r to reload",

@@ -16,7 +16,7 @@ mod tunnels;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Clear, Paragraph, Tabs, Wrap};
+use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table, Tabs, Wrap};
 use ratatui::Frame;
 
 use crate::format;
@@ -216,6 +216,86 @@ fn field(label: &str, value: impl Into<String>) -> Line<'static> {
         Span::styled(format!("{label:<14}"), DIM),
         Span::raw(value.into()),
     ])
+}
+
+/// A column of a table: it is shown when it fits, the lowest `priority` first.
+struct Column {
+    title: String,
+    width: u16,
+    priority: u8,
+    /// Takes the room left over (one column per table).
+    flex: bool,
+}
+
+/// A row as cells of every column, and its style.
+type Cells<'a> = (Vec<Cell<'a>>, Style);
+
+/// Indexes of the columns that fit in `width` (inside the borders), in table order: whole
+/// columns are dropped, least important first, rather than squeezed. Also keeps the layout
+/// solvable, so the same data always draws the same table.
+fn fit(columns: &[Column], width: u16) -> Vec<usize> {
+    let inner = width.saturating_sub(2);
+    let mut by_priority: Vec<usize> = (0..columns.len()).collect();
+    by_priority.sort_by_key(|i| (columns[*i].priority, *i));
+    let mut keep = Vec::new();
+    let mut used = 0u16;
+    for i in by_priority {
+        let need = columns[i].width + u16::from(!keep.is_empty());
+        if used + need <= inner {
+            keep.push(i);
+            used += need;
+        }
+    }
+    keep.sort_unstable();
+    keep
+}
+
+/// A table of the columns of `columns` that fit `area`, with a header row.
+fn fitted_table<'a>(
+    columns: &[Column],
+    rows: impl IntoIterator<Item = Cells<'a>>,
+    area: Rect,
+) -> Table<'a> {
+    let keep = fit(columns, area.width);
+    let header = Row::new(keep.iter().map(|i| Cell::from(columns[*i].title.clone()))).style(HEADER);
+    let widths: Vec<Constraint> = keep
+        .iter()
+        .map(|i| {
+            let c = &columns[*i];
+            if c.flex {
+                Constraint::Min(c.width)
+            } else {
+                Constraint::Length(c.width)
+            }
+        })
+        .collect();
+    let rows = rows.into_iter().map(|(cells, style)| {
+        let mut cells: Vec<Option<Cell>> = cells.into_iter().map(Some).collect();
+        Row::new(
+            keep.iter()
+                .map(|i| cells.get_mut(*i).and_then(Option::take).unwrap_or_default()),
+        )
+        .style(style)
+    });
+    Table::new(rows, widths).header(header)
+}
+
+/// Shorthand for a [`Column`].
+fn col(title: impl Into<String>, width: u16, priority: u8) -> Column {
+    Column {
+        title: title.into(),
+        width,
+        priority,
+        flex: false,
+    }
+}
+
+/// Shorthand for the flexible [`Column`].
+fn flex(title: impl Into<String>, width: u16, priority: u8) -> Column {
+    Column {
+        flex: true,
+        ..col(title, width, priority)
+    }
 }
 
 /// The first row to draw so that `selected` is visible in `height` rows: the selection stays

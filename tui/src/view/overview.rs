@@ -30,7 +30,8 @@ pub(super) fn draw(model: &Model, frame: &mut Frame, area: Rect) {
     let rps = &model.history.rps;
     let rps_title = format!(
         " requests/s  now {}  max {} ",
-        rps.back().map_or_else(|| "—".to_owned(), |v| format::rate(*v)),
+        rps.back()
+            .map_or_else(|| "—".to_owned(), |v| format::rate(*v)),
         format::rate(rps.iter().copied().fold(0.0, f64::max)),
     );
     sparkline(frame, rps_area, &rps_title, rps, 100.0, GOOD);

@@ -2,27 +2,37 @@
 //! pane for the selected route.
 
 use portcullis_api::{RouteStatus, UpstreamKind};
-use ratatui::layout::{Constraint, Rect};
+use ratatui::layout::Rect;
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Cell, Row, Table, TableState};
+use ratatui::widgets::{Block, Cell, TableState};
 use ratatui::Frame;
 
-use super::{detail_popup, field, table_rows, window, BAD, DIM, GOOD, HEADER, SELECTED, WARN};
+use super::{
+    col, detail_popup, field, fitted_table, flex, table_rows, window, Cells, Column, BAD, DIM,
+    GOOD, SELECTED, WARN,
+};
 use crate::format;
 use crate::model::{Model, RouteColumn};
 
 pub(super) fn draw(model: &Model, frame: &mut Frame, area: Rect) {
     let routes = &model.routes;
     let arrow = if routes.descending { "▼" } else { "▲" };
-    let header = Row::new(RouteColumn::ALL.iter().map(|c| {
-        let mut name = c.title().to_owned();
-        if *c == routes.sort {
-            name.push_str(arrow);
-        }
-        Cell::from(name)
-    }))
-    .style(HEADER);
+    let columns: Vec<Column> = RouteColumn::ALL
+        .iter()
+        .map(|c| {
+            let mut name = c.title().to_owned();
+            if *c == routes.sort {
+                name.push_str(arrow);
+            }
+            let (width, priority) = c.layout();
+            if *c == RouteColumn::Name {
+                flex(name, width, priority)
+            } else {
+                col(name, width, priority)
+            }
+        })
+        .collect();
 
     let height = table_rows(area);
     let offset = window(routes.order.len(), routes.selected, height);
@@ -33,24 +43,13 @@ pub(super) fn draw(model: &Model, frame: &mut Frame, area: Rect) {
         .take(height)
         .filter_map(|i| routes.list.get(*i))
         .map(row);
-    let widths = [
-        Constraint::Min(14),
-        Constraint::Length(10),
-        Constraint::Length(11),
-        Constraint::Length(7),
-        Constraint::Length(6),
-        Constraint::Length(7),
-        Constraint::Length(7),
-        Constraint::Length(16),
-    ];
     let title = format!(
         " Routes ({}) — sorted by {} {} ",
         routes.order.len(),
         routes.sort.title().to_lowercase(),
         arrow
     );
-    let table = Table::new(rows, widths)
-        .header(header)
+    let table = fitted_table(&columns, rows, area)
         .row_highlight_style(SELECTED)
         .block(Block::bordered().title(title));
     let mut state = TableState::default()
@@ -64,7 +63,7 @@ pub(super) fn draw(model: &Model, frame: &mut Frame, area: Rect) {
     }
 }
 
-fn row(route: &RouteStatus) -> Row<'static> {
+fn row(route: &RouteStatus) -> Cells<'static> {
     let stats = &route.stats;
     let err_style = if stats.error_rate > 0.05 {
         BAD
@@ -73,7 +72,7 @@ fn row(route: &RouteStatus) -> Row<'static> {
     } else {
         Style::new()
     };
-    Row::new(vec![
+    let cells = vec![
         Cell::from(route.name.clone()),
         Cell::from(route.tenant.clone()),
         Cell::from(format!("{:?}", route.auth).to_lowercase()),
@@ -82,7 +81,8 @@ fn row(route: &RouteStatus) -> Row<'static> {
         Cell::from(format::seconds(stats.p50_seconds)),
         Cell::from(format::seconds(stats.p99_seconds)),
         health(route),
-    ])
+    ];
+    (cells, Style::new())
 }
 
 fn health(route: &RouteStatus) -> Cell<'static> {
@@ -181,6 +181,20 @@ fn detail(route: &RouteStatus) -> Vec<Line<'static>> {
 // === impl RouteColumn ===
 
 impl RouteColumn {
+    /// Width and priority (lower stays longer on narrow screens).
+    fn layout(self) -> (u16, u8) {
+        match self {
+            RouteColumn::Name => (14, 0),
+            RouteColumn::Tenant => (10, 3),
+            RouteColumn::Auth => (11, 5),
+            RouteColumn::Rps => (7, 1),
+            RouteColumn::Errors => (6, 1),
+            RouteColumn::P50 => (7, 4),
+            RouteColumn::P99 => (7, 2),
+            RouteColumn::Health => (16, 2),
+        }
+    }
+
     fn title(self) -> &'static str {
         match self {
             RouteColumn::Name => "NAME",

@@ -5,10 +5,13 @@ use portcullis_api::{ExchangeStatus, SecretLocation, SecretState, SecretStatus};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState};
+use ratatui::widgets::{Block, Cell, Paragraph, TableState};
 use ratatui::Frame;
 
-use super::{detail_popup, field, table_rows, window, BAD, DIM, HEADER, SELECTED, WARN};
+use super::{
+    col, detail_popup, field, fitted_table, flex, table_rows, window, Cells, BAD, DIM, SELECTED,
+    WARN,
+};
 use crate::format;
 use crate::model::{Model, SecretHealth};
 
@@ -20,10 +23,11 @@ pub(super) fn draw(model: &Model, frame: &mut Frame, area: Rect) {
         );
         return;
     };
-    let (table_area, exchange_area) = if data.exchanges.is_empty() {
+    let rows = (data.exchanges.len() as u16 + 3).min(area.height / 3);
+    // Exchanges only when at least one of them fits under the secrets.
+    let (table_area, exchange_area) = if data.exchanges.is_empty() || rows < 4 {
         (area, None)
     } else {
-        let rows = (data.exchanges.len() as u16 + 3).min(area.height / 3);
         let [top, bottom] =
             Layout::vertical([Constraint::Min(0), Constraint::Length(rows)]).areas(area);
         (top, Some(bottom))
@@ -38,33 +42,19 @@ pub(super) fn draw(model: &Model, frame: &mut Frame, area: Rect) {
         .skip(offset)
         .take(height)
         .map(|s| row(model, s));
-    let widths = [
-        Constraint::Length(10),
-        Constraint::Length(14),
-        Constraint::Length(6),
-        Constraint::Length(13),
-        Constraint::Length(12),
-        Constraint::Length(9),
-        Constraint::Length(9),
-        Constraint::Length(9),
-        Constraint::Length(6),
-        Constraint::Length(14),
-        Constraint::Min(10),
+    let columns = [
+        col("TENANT", 10, 1),
+        col("NAME", 14, 0),
+        col("SOURCE", 6, 5),
+        col("STATE", 13, 0),
+        col("FINGERPRINT", 12, 6),
+        col("ROTATED", 9, 5),
+        col("EXPIRES", 9, 2),
+        col("LAST USED", 9, 4),
+        col("USES", 6, 6),
+        col("LAST 401/403", 14, 3),
+        flex("ROUTES", 10, 7),
     ];
-    let header = Row::new([
-        "TENANT",
-        "NAME",
-        "SOURCE",
-        "STATE",
-        "FINGERPRINT",
-        "ROTATED",
-        "EXPIRES",
-        "LAST USED",
-        "USES",
-        "LAST 401/403",
-        "ROUTES",
-    ])
-    .style(HEADER);
     let trouble = secrets
         .iter()
         .filter(|s| model.secret_health(s) != SecretHealth::Ok)
@@ -74,8 +64,7 @@ pub(super) fn draw(model: &Model, frame: &mut Frame, area: Rect) {
     } else {
         format!(" Secrets ({}) — {trouble} need attention ", secrets.len())
     };
-    let table = Table::new(rows, widths)
-        .header(header)
+    let table = fitted_table(&columns, rows, table_area)
         .row_highlight_style(SELECTED)
         .block(Block::bordered().title(title));
     let mut state =
@@ -109,7 +98,7 @@ fn state_text(model: &Model, s: &SecretStatus) -> (String, Style) {
     }
 }
 
-fn row(model: &Model, s: &SecretStatus) -> Row<'static> {
+fn row(model: &Model, s: &SecretStatus) -> Cells<'static> {
     let now = model.now_ms;
     let (state, style) = state_text(model, s);
     let health = model.secret_health(s);
@@ -122,7 +111,7 @@ fn row(model: &Model, s: &SecretStatus) -> Row<'static> {
         || "—".to_owned(),
         |f| format!("{} {}", f.status, format::relative(f.at_ms, now)),
     );
-    Row::new(vec![
+    let cells = vec![
         Cell::from(s.tenant.clone()),
         Cell::from(s.name.clone()),
         Cell::from(format!("{:?}", s.source).to_lowercase()),
@@ -134,8 +123,8 @@ fn row(model: &Model, s: &SecretStatus) -> Row<'static> {
         Cell::from(s.use_count.to_string()),
         Cell::from(failure),
         Cell::from(s.routes.join(",")),
-    ])
-    .style(row_style)
+    ];
+    (cells, row_style)
 }
 
 fn exchanges(model: &Model, frame: &mut Frame, area: Rect, list: &[ExchangeStatus]) {
@@ -146,37 +135,26 @@ fn exchanges(model: &Model, frame: &mut Frame, area: Rect, list: &[ExchangeStatu
         } else {
             Style::new()
         };
-        Row::new(vec![
+        let cells = vec![
             Cell::from(x.tenant.clone()),
             Cell::from(x.route.clone()),
             Cell::from(format::relative_opt(x.token_cached_until_ms, now)),
             Cell::from(format::relative_opt(x.last_exchange_at_ms, now)),
             Cell::from(x.exchanges.to_string()),
             Cell::from(x.last_error.clone().unwrap_or_else(|| "—".to_owned())),
-        ])
-        .style(style)
+        ];
+        (cells, style)
     });
-    let widths = [
-        Constraint::Length(10),
-        Constraint::Length(16),
-        Constraint::Length(12),
-        Constraint::Length(12),
-        Constraint::Length(9),
-        Constraint::Min(10),
+    let columns = [
+        col("TENANT", 10, 1),
+        col("ROUTE", 16, 0),
+        col("TOKEN UNTIL", 12, 3),
+        col("EXCHANGED", 12, 4),
+        col("EXCHANGES", 9, 5),
+        flex("LAST ERROR", 10, 2),
     ];
-    let header = Row::new([
-        "TENANT",
-        "ROUTE",
-        "TOKEN UNTIL",
-        "EXCHANGED",
-        "EXCHANGES",
-        "LAST ERROR",
-    ])
-    .style(HEADER);
     frame.render_widget(
-        Table::new(rows, widths)
-            .header(header)
-            .block(Block::bordered().title(" Token exchanges ")),
+        fitted_table(&columns, rows, area).block(Block::bordered().title(" Token exchanges ")),
         area,
     );
 }

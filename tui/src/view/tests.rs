@@ -34,7 +34,7 @@ fn on(tab: Tab) -> Model {
 }
 
 /// The text of the row of `buffer` that contains `needle`.
-fn row_with<'a>(buffer: &'a Buffer, needle: &str) -> (u16, String) {
+fn row_with(buffer: &Buffer, needle: &str) -> (u16, String) {
     let area = buffer.area;
     for y in 0..area.height {
         let line: String = (0..area.width)
@@ -73,7 +73,16 @@ fn routes() {
 #[test]
 fn routes_sorted_by_rps_with_detail() {
     let mut model = on(Tab::Routes);
-    keys(&mut model, &[Key::Char('s'), Key::Char('s'), Key::Char('s'), Key::Char('j'), Key::Enter]);
+    keys(
+        &mut model,
+        &[
+            Key::Char('s'),
+            Key::Char('s'),
+            Key::Char('s'),
+            Key::Char('j'),
+            Key::Enter,
+        ],
+    );
     insta::assert_snapshot!(draw(&model, 120, 24).backend());
 }
 
@@ -85,7 +94,16 @@ fn traffic_following() {
 #[test]
 fn traffic_paused_filtered_while_editing() {
     let mut model = on(Tab::Traffic);
-    keys(&mut model, &[Key::Char('p'), Key::Char('/'), Key::Char('5'), Key::Char('x'), Key::Char('x')]);
+    keys(
+        &mut model,
+        &[
+            Key::Char('p'),
+            Key::Char('/'),
+            Key::Char('5'),
+            Key::Char('x'),
+            Key::Char('x'),
+        ],
+    );
     let terminal = draw(&model, 140, 16);
     insta::assert_snapshot!(terminal.backend());
     assert_eq!(fg_of(terminal.backend().buffer(), "502"), Color::Red);
@@ -114,7 +132,16 @@ fn secrets_highlight_trouble() {
 #[test]
 fn secret_detail_shows_where_it_was_looked_for() {
     let mut model = on(Tab::Secrets);
-    keys(&mut model, &[Key::Char('j'), Key::Char('j'), Key::Char('j'), Key::Char('j'), Key::Enter]);
+    keys(
+        &mut model,
+        &[
+            Key::Char('j'),
+            Key::Char('j'),
+            Key::Char('j'),
+            Key::Char('j'),
+            Key::Enter,
+        ],
+    );
     insta::assert_snapshot!(draw(&model, 120, 24).backend());
 }
 
@@ -123,7 +150,10 @@ fn tunnels_with_agents_offline_highlighted() {
     let terminal = draw(&on(Tab::Tunnels), 140, 14);
     insta::assert_snapshot!(terminal.backend());
     assert_eq!(fg_of(terminal.backend().buffer(), "OFFLINE"), Color::Red);
-    assert_eq!(fg_of(terminal.backend().buffer(), "RECONNECTING"), Color::Yellow);
+    assert_eq!(
+        fg_of(terminal.backend().buffer(), "RECONNECTING"),
+        Color::Yellow
+    );
 }
 
 #[test]
@@ -205,7 +235,10 @@ fn before_the_first_poll() {
         let mut model = model.clone();
         model.tab = tab;
         let text = format!("{}", draw(&model, 80, 12).backend());
-        assert!(text.contains("connecting to http://127.0.0.1:9901"), "{tab:?}:\n{text}");
+        assert!(
+            text.contains("connecting to http://127.0.0.1:9901"),
+            "{tab:?}:\n{text}"
+        );
     }
 }
 
@@ -213,11 +246,36 @@ fn before_the_first_poll() {
 fn every_view_at_40x10() {
     let mut screens = String::new();
     for tab in Tab::ALL {
+        let model = on(tab);
+        screens.push_str(&format!("{:?}\n{}\n", tab, draw(&model, 40, 10).backend()));
+    }
+    insta::assert_snapshot!(screens);
+}
+
+#[test]
+fn details_at_40x10() {
+    let mut screens = String::new();
+    for tab in [Tab::Routes, Tab::Traffic, Tab::Secrets] {
         let mut model = on(tab);
         keys(&mut model, &[Key::Enter]);
         screens.push_str(&format!("{:?}\n{}\n", tab, draw(&model, 40, 10).backend()));
     }
     insta::assert_snapshot!(screens);
+}
+
+#[test]
+fn columns_that_do_not_fit_are_dropped_least_important_first() {
+    use super::{col, fit, flex};
+    let columns = [
+        flex("NAME", 10, 0),
+        col("A", 5, 2),
+        col("B", 5, 1),
+        col("C", 30, 3),
+    ];
+    assert_eq!(fit(&columns, 100), [0, 1, 2, 3]);
+    assert_eq!(fit(&columns, 2 + 10 + 1 + 5), [0, 2]);
+    assert_eq!(fit(&columns, 2 + 10 + 1 + 5 + 1 + 5), [0, 1, 2]);
+    assert_eq!(fit(&columns, 5), Vec::<usize>::new());
 }
 
 #[test]

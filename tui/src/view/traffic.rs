@@ -5,10 +5,13 @@ use portcullis_api::TrafficEntry;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState};
+use ratatui::widgets::{Block, Cell, Paragraph, TableState};
 use ratatui::Frame;
 
-use super::{detail_popup, field, table_rows, window, BAD, DIM, GOOD, HEADER, SELECTED, WARN};
+use super::{
+    col, detail_popup, field, fitted_table, flex, table_rows, window, Cells, BAD, DIM, GOOD,
+    HEADER, SELECTED, WARN,
+};
 use crate::format;
 use crate::model::Model;
 
@@ -27,31 +30,18 @@ pub(super) fn draw(model: &Model, frame: &mut Frame, area: Rect) {
     let height = table_rows(table_area);
     let offset = window(visible.len(), selected.unwrap_or(0), height);
     let rows = visible.iter().skip(offset).take(height).map(|e| row(e));
-    let widths = [
-        Constraint::Length(12),
-        Constraint::Length(10),
-        Constraint::Length(14),
-        Constraint::Length(6),
-        Constraint::Min(16),
-        Constraint::Length(6),
-        Constraint::Length(8),
-        Constraint::Length(15),
-        Constraint::Length(24),
+    let columns = [
+        col("TIME (UTC)", 12, 2),
+        col("TENANT", 10, 4),
+        col("ROUTE", 14, 1),
+        col("METHOD", 6, 3),
+        flex("PATH", 16, 0),
+        col("STATUS", 6, 0),
+        col("DURATION", 8, 2),
+        col("EGRESS", 15, 5),
+        col("DENIAL", 24, 3),
     ];
-    let header = Row::new([
-        "TIME (UTC)",
-        "TENANT",
-        "ROUTE",
-        "METHOD",
-        "PATH",
-        "STATUS",
-        "DURATION",
-        "EGRESS",
-        "DENIAL",
-    ])
-    .style(HEADER);
-    let table = Table::new(rows, widths)
-        .header(header)
+    let table = fitted_table(&columns, rows, table_area)
         .row_highlight_style(SELECTED)
         .block(Block::bordered().title(title(model, visible.len())));
     // Following highlights nothing: the newest row is simply at the bottom.
@@ -129,8 +119,8 @@ fn status_style(status: u16) -> Style {
     }
 }
 
-fn row(e: &TrafficEntry) -> Row<'static> {
-    Row::new(vec![
+fn row(e: &TrafficEntry) -> Cells<'static> {
+    let cells = vec![
         Cell::from(format::clock_ms(e.time_ms)),
         Cell::from(e.tenant.clone().unwrap_or_else(|| "—".to_owned())),
         Cell::from(e.route.clone().unwrap_or_else(|| "—".to_owned())),
@@ -143,7 +133,8 @@ fn row(e: &TrafficEntry) -> Row<'static> {
             e.denial.clone().unwrap_or_default(),
             status_style(e.status),
         )),
-    ])
+    ];
+    (cells, Style::new())
 }
 
 fn detail(e: &TrafficEntry, now_ms: u64) -> Vec<Line<'static>> {
@@ -180,10 +171,7 @@ fn detail(e: &TrafficEntry, now_ms: u64) -> Vec<Line<'static>> {
                 format::bytes(e.bytes_out)
             ),
         ),
-        field(
-            "egress",
-            e.egress.map_or_else(none, |ip| ip.to_string()),
-        ),
+        field("egress", e.egress.map_or_else(none, |ip| ip.to_string())),
         field("upstream", e.upstream.clone().unwrap_or_else(none)),
         field("seq", e.seq.to_string()),
     ]

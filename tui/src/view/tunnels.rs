@@ -3,12 +3,12 @@
 //! 404) shows "no tunnels configured" — it is not an error.
 
 use portcullis_api::{AgentStatus, TunnelState, TunnelStatus};
-use ratatui::layout::{Alignment, Constraint, Rect};
+use ratatui::layout::{Alignment, Rect};
 use ratatui::style::Style;
-use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState};
+use ratatui::widgets::{Block, Cell, Paragraph, TableState};
 use ratatui::Frame;
 
-use super::{table_rows, window, BAD, DIM, GOOD, HEADER, SELECTED, WARN};
+use super::{col, fitted_table, flex, table_rows, window, Cells, BAD, DIM, GOOD, SELECTED, WARN};
 use crate::format;
 use crate::model::{Model, TunnelsData};
 
@@ -28,7 +28,7 @@ pub(super) fn draw(model: &Model, frame: &mut Frame, area: Rect) {
         }
     };
     let now = model.now_ms;
-    let mut all: Vec<Row> = Vec::with_capacity(model.tunnels.row_count());
+    let mut all: Vec<Cells> = Vec::with_capacity(model.tunnels.row_count());
     let height = table_rows(area);
     let total = model.tunnels.row_count();
     let selected = model.tunnels.selected.min(total.saturating_sub(1));
@@ -50,29 +50,17 @@ pub(super) fn draw(model: &Model, frame: &mut Frame, area: Rect) {
             index += 1;
         }
     }
-    let widths = [
-        Constraint::Min(18),
-        Constraint::Length(12),
-        Constraint::Length(25),
-        Constraint::Length(10),
-        Constraint::Length(8),
-        Constraint::Length(9),
-        Constraint::Length(9),
-        Constraint::Length(10),
-        Constraint::Min(12),
+    let columns = [
+        flex("TUNNEL / AGENT", 14, 0),
+        col("TENANT/VER", 12, 2),
+        col("STATE / ADDRESS", 21, 1),
+        col("CONNECTED", 10, 4),
+        col("STREAMS", 8, 5),
+        col("TO AGENT", 9, 6),
+        col("FROM", 9, 6),
+        col("HEARTBEAT", 10, 3),
+        col("ROUTES", 12, 2),
     ];
-    let header = Row::new([
-        "TUNNEL / AGENT",
-        "TENANT/VER",
-        "STATE / ADDRESS",
-        "CONNECTED",
-        "STREAMS",
-        "TO AGENT",
-        "FROM",
-        "HEARTBEAT",
-        "ROUTES",
-    ])
-    .style(HEADER);
     let offline = tunnels
         .iter()
         .filter(|t| t.state != TunnelState::Online)
@@ -82,8 +70,7 @@ pub(super) fn draw(model: &Model, frame: &mut Frame, area: Rect) {
         tunnels.len(),
         tunnels.len() - offline
     );
-    let table = Table::new(all, widths)
-        .header(header)
+    let table = fitted_table(&columns, all, area)
         .row_highlight_style(SELECTED)
         .block(Block::bordered().title(title));
     let mut state = TableState::default().with_selected(Some(selected - offset));
@@ -100,7 +87,7 @@ fn message(frame: &mut Frame, area: Rect, text: &str) {
     );
 }
 
-fn tunnel_row(t: &TunnelStatus) -> Row<'static> {
+fn tunnel_row(t: &TunnelStatus) -> Cells<'static> {
     let (state, style) = match t.state {
         TunnelState::Online => ("online", GOOD),
         TunnelState::Reconnecting => ("RECONNECTING", WARN),
@@ -111,11 +98,15 @@ fn tunnel_row(t: &TunnelStatus) -> Row<'static> {
     } else {
         style
     };
-    Row::new(vec![
+    let cells = vec![
         Cell::from(format!("▸ {}", t.name)),
         Cell::from(t.tenant.clone()),
         Cell::from(ratatui::text::Span::styled(
-            format!("{state} ({} agents)", t.agents.len()),
+            match t.agents.len() {
+                0 => state.to_owned(),
+                1 => format!("{state}, 1 agent"),
+                n => format!("{state}, {n} agents"),
+            },
             style,
         )),
         Cell::from(""),
@@ -124,17 +115,17 @@ fn tunnel_row(t: &TunnelStatus) -> Row<'static> {
         Cell::from(""),
         Cell::from(""),
         Cell::from(t.routes.join(",")),
-    ])
-    .style(row_style)
+    ];
+    (cells, row_style)
 }
 
-fn agent_row(a: &AgentStatus, now: u64) -> Row<'static> {
+fn agent_row(a: &AgentStatus, now: u64) -> Cells<'static> {
     let heartbeat_style = if now.saturating_sub(a.last_heartbeat_ms) > 30_000 {
         WARN
     } else {
         Style::new()
     };
-    Row::new(vec![
+    let cells = vec![
         Cell::from(format!("  └ {}", a.id)),
         Cell::from(a.version.clone()),
         Cell::from(a.remote_addr.clone()),
@@ -147,5 +138,6 @@ fn agent_row(a: &AgentStatus, now: u64) -> Row<'static> {
             heartbeat_style,
         )),
         Cell::from(""),
-    ])
+    ];
+    (cells, Style::new())
 }
