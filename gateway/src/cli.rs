@@ -1,4 +1,4 @@
-//! The `portcullis` command line: `run`, `demo`, `check` and `hash-key`.
+//! The `portcullis` command line: `run`, `demo`, `check`, `hash-key`, `audit` and `console`.
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -61,6 +61,8 @@ pub enum Command {
     /// Audit log tools.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Open the operator console (a terminal UI) on a gateway's admin API.
+    Console(portcullis_console::ConsoleArgs),
 }
 
 /// `portcullis audit …`.
@@ -120,6 +122,10 @@ pub fn main() -> ExitCode {
         Some(Command::Check { config }) => return check(&config),
         Some(Command::HashKey { key }) => hash_key(key),
         Some(Command::Audit(AuditCommand::Verify { files })) => return audit_verify(&files),
+        Some(Command::Console(args)) => args
+            .into_options()
+            .and_then(portcullis_console::run)
+            .map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
