@@ -341,6 +341,30 @@ impl Tmux {
             .to_owned()
     }
 
+    /// Waits for the command to end and returns its exit status (or `signal N`). tmux may
+    /// mark the pane dead (its terminal closed) a moment before it has collected the status.
+    fn exit_status(&self) -> String {
+        let end = Instant::now() + SCREEN_DEADLINE;
+        let status = loop {
+            let status = self.format("#{pane_dead}|#{pane_dead_status}|#{pane_dead_signal}");
+            let mut parts = status.split('|');
+            if parts.next() == Some("1") && parts.any(|p| !p.is_empty()) {
+                break status;
+            }
+            assert!(
+                Instant::now() < end,
+                "timed out waiting for the console to exit ({status}); the screen is:\n{}",
+                self.screen()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        };
+        match status.split('|').collect::<Vec<_>>()[..] {
+            [_, code, ""] => code.to_owned(),
+            [_, _, signal] => format!("signal {signal}"),
+            _ => status,
+        }
+    }
+
     /// Waits until the screen satisfies `check`; returns that screen.
     fn wait(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
         let end = Instant::now() + SCREEN_DEADLINE;
@@ -521,7 +545,7 @@ fn drive_every_view(gw: &GatewayProcess) {
     tmux.keys(&["5"]);
     let screen = tmux.wait_for(&["no tunnels configured"]);
     assert!(
-        !screen.contains("disconnected") && !screen.contains("404"),
+        !screen.contains("disconnected") && !screen.contains("not_found"),
         "{screen}"
     );
     tmux.keep("5-tunnels", &screen);
@@ -580,10 +604,12 @@ fn drive_every_view(gw: &GatewayProcess) {
 
     // q quits cleanly and leaves the alternate screen.
     tmux.keys(&["q"]);
-    wait_until("the console to exit", SCREEN_DEADLINE, || {
-        tmux.format("#{pane_dead}") == "1"
-    });
-    assert_eq!(tmux.format("#{pane_dead_status}"), "0");
+    assert_eq!(
+        tmux.exit_status(),
+        "0",
+        "the console failed:\n{}",
+        tmux.screen()
+    );
     assert_eq!(
         tmux.format("#{alternate_on}"),
         "0",
@@ -670,10 +696,12 @@ fn drive_resilience(gw: &GatewayProcess) {
 
     // Ctrl-C quits cleanly too.
     tmux.keys(&["C-c"]);
-    wait_until("the console to exit", SCREEN_DEADLINE, || {
-        tmux.format("#{pane_dead}") == "1"
-    });
-    assert_eq!(tmux.format("#{pane_dead_status}"), "0");
+    assert_eq!(
+        tmux.exit_status(),
+        "0",
+        "the console failed:\n{}",
+        tmux.screen()
+    );
     assert_eq!(
         tmux.format("#{alternate_on}"),
         "0",
