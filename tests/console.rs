@@ -260,10 +260,11 @@ async fn the_client_decodes_every_endpoint_of_a_real_gateway() {
 // --- the real console in tmux ---
 
 /// A private tmux server (its own socket) running one command in a 160×45 pane that stays
-/// after the command exits, so its exit status can be read. Killed when dropped.
+/// after the command exits, so the restored screen can be read; the command's exit status
+/// goes to a file. Killed when dropped.
 struct Tmux {
     socket: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     captures: Option<PathBuf>,
 }
 
@@ -282,9 +283,13 @@ impl Tmux {
             std::process::id(),
             dir.path().file_name().unwrap().to_string_lossy()
         );
+        let command = format!(
+            "{command}; echo $? > '{}'",
+            dir.path().join("exit-status").display()
+        );
         let tmux = Self {
             socket,
-            _dir: dir,
+            dir,
             captures: std::env::var_os("PORTCULLIS_CONSOLE_CAPTURES").map(PathBuf::from),
         };
         tmux.run(&[
@@ -298,7 +303,7 @@ impl Tmux {
             "160",
             "-y",
             "45",
-            command,
+            &command,
         ]);
         tmux
     }
@@ -341,28 +346,16 @@ impl Tmux {
             .to_owned()
     }
 
-    /// Waits for the command to end and returns its exit status (or `signal N`). tmux may
-    /// mark the pane dead (its terminal closed) a moment before it has collected the status.
+    /// Waits for the command to end and returns its exit status, as the shell that ran it
+    /// wrote it (tmux itself may be slow to reap a pane's process on a loaded machine).
     fn exit_status(&self) -> String {
-        let end = Instant::now() + SCREEN_DEADLINE;
-        let status = loop {
-            let status = self.format("#{pane_dead}|#{pane_dead_status}|#{pane_dead_signal}");
-            let mut parts = status.split('|');
-            if parts.next() == Some("1") && parts.any(|p| !p.is_empty()) {
-                break status;
-            }
-            assert!(
-                Instant::now() < end,
-                "timed out waiting for the console to exit ({status}); the screen is:\n{}",
-                self.screen()
-            );
-            std::thread::sleep(Duration::from_millis(25));
-        };
-        match status.split('|').collect::<Vec<_>>()[..] {
-            [_, code, ""] => code.to_owned(),
-            [_, _, signal] => format!("signal {signal}"),
-            _ => status,
-        }
+        let file = self.dir.path().join("exit-status");
+        let mut status = String::new();
+        wait_until("the console to exit", SCREEN_DEADLINE, || {
+            status = std::fs::read_to_string(&file).unwrap_or_default();
+            status.ends_with('\n')
+        });
+        status.trim().to_owned()
     }
 
     /// Waits until the screen satisfies `check`; returns that screen.
