@@ -41,12 +41,12 @@ pub enum ClientError {
         reason: &'static str,
     },
     /// The token file cannot be read.
-    #[error("reading the admin token from {path}: {source}")]
+    #[error("reading the admin token from {path}: {error}")]
     TokenFile {
         /// The file.
         path: PathBuf,
-        /// The error.
-        source: std::io::Error,
+        /// The error (in the message, so not also a `source`).
+        error: std::io::Error,
     },
     /// The token file is empty.
     #[error("the admin token file {path} is empty")]
@@ -241,9 +241,9 @@ fn read_token(source: &TokenSource) -> Result<SecretString, ClientError> {
     match source {
         TokenSource::Value(v) => Ok(v.clone()),
         TokenSource::File(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| ClientError::TokenFile {
+            let text = std::fs::read_to_string(path).map_err(|error| ClientError::TokenFile {
                 path: path.clone(),
-                source,
+                error,
             })?;
             let token = text.trim();
             if token.is_empty() {

@@ -1,5 +1,7 @@
 //! `portcullis-console`: parses arguments and runs the console library.
 
+use std::process::ExitCode;
+
 use clap::Parser;
 
 /// The Portcullis operator console: a live terminal UI over the gateway's admin API.
@@ -10,8 +12,13 @@ struct Cli {
     args: portcullis_console::ConsoleArgs,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    portcullis_console::run(cli.args.into_options()?)?;
-    Ok(())
+    match cli.args.into_options().and_then(portcullis_console::run) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
