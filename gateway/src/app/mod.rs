@@ -115,7 +115,14 @@ pub(crate) fn serve(
         .enable_all()
         .build()
         .map_err(|e| StartError::Setup(format!("starting the setup runtime: {e}")))?
-        .block_on(built.resolve());
+        .block_on(async {
+            // Installed now, before the gateway reports itself ready: a SIGHUP that arrives
+            // before the reload task runs must not kill the process (the default action).
+            if let Err(e) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                tracing::error!(error = %e, "cannot handle SIGHUP");
+            }
+            built.resolve().await;
+        });
     let runtime = built.runtime;
     for (route, state) in runtime.config.routes.iter().zip(&runtime.routes) {
         if !state.injected.missing.is_empty() {
@@ -279,6 +286,7 @@ fn build_server(
         "upstream discovery and health",
         background::UpstreamDriver::new(Arc::clone(&shared.runtime)),
     ));
+    // Created here, before the ready file is written: the file watch is already running.
     server.add_service(background_service(
         "reload triggers",
         triggers::ReloadTriggers::new(reloader),

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod audit;
 mod check;
+mod console;
 mod hash_key;
 mod run;
 
@@ -55,6 +56,8 @@ enum Command {
     /// Audit log tools.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Open the operator console (a terminal UI) on a gateway's admin API.
+    Console(portcullis_console::ConsoleArgs),
 }
 
 /// `portcullis audit …`.
@@ -101,6 +104,10 @@ struct ListenArgs {
 /// Runs the command line; the return value is the process exit code.
 pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Console(args)) = cli.command {
+        // The console owns the terminal: no log line may draw over it.
+        return console::console(args);
+    }
     let log_guard = init_logging(cli.log_format);
     match cli.command {
         None => run::run(
@@ -120,6 +127,7 @@ pub(crate) fn main() -> ExitCode {
         Some(Command::Check { config }) => check::check(&config),
         Some(Command::HashKey { key }) => hash_key::hash_key(key),
         Some(Command::Audit(AuditCommand::Verify { files })) => audit::verify(&files),
+        Some(Command::Console(_)) => ExitCode::SUCCESS,
     }
 }
 
