@@ -105,6 +105,7 @@ else
     # The input that failed, as libFuzzer names it ("Test unit written to ...").
     artifact=$(sed -n 's/.*Test unit written to \(\S*\).*/\1/p' "$log" | tail -n 1)
     kind=crash
+    [ -n "$artifact" ] || kind=error # libFuzzer refused to start (a bad flag or dictionary)
     grep -q 'ERROR: libFuzzer: timeout' "$log" && kind=timeout
     grep -q 'ERROR: libFuzzer: out-of-memory' "$log" && kind=oom
     # Show what broke: the panic message and the first frames.
