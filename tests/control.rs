@@ -160,7 +160,7 @@ async fn reloads_under_load_drop_no_request() {
                 && Instant::now() < deadline
             {
                 // One worker in eight streams slowly through several reloads.
-                let slow = worker == 0 && i % 4 == 0;
+                let slow = worker == 0 && i.is_multiple_of(4);
                 i += 1;
                 let path = if slow { "/slow" } else { "/fast" };
                 let result = match c
