@@ -73,8 +73,14 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # spawn NAME CMD... : starts CMD in the background, output in $WORK/logs/NAME.log; sets SPAWN_PID.
+# (on_sut / on_load as the command become taskset itself, so SPAWN_PID is the program's own pid:
+# taskset execs it.)
 spawn() {
     local name="$1"; shift
+    case "$1" in
+        on_sut) shift; set -- taskset -c "$SUT_CPU" "$@" ;;
+        on_load) shift; set -- taskset -c "$LOAD_CPU" "$@" ;;
+    esac
     "$@" > "$WORK/logs/$name.log" 2>&1 &
     SPAWN_PID=$!
     SPAWNED+=("$SPAWN_PID")
