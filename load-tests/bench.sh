@@ -14,6 +14,9 @@
 #                since the fixed rates are fractions of its max
 #   --out FILE   where the report goes (default load-tests/RESULTS.md; smoke as above)
 #
+# BENCH_BIG_MIB and BENCH_IDLE_CONNS override the large body's size (1024; smoke 64) and the
+# number of idle connections (10000; smoke 500).
+#
 # Loopback only; every loop bounded in count and time; every process it starts is stopped and
 # its temporary directory removed on exit (KEEP_WORK=1 keeps the directory for a post-mortem).
 source "$(dirname "$0")/lib/bench-lib.sh"
@@ -26,17 +29,17 @@ while [ $# -gt 0 ]; do
         --seconds) SECS="$2"; shift ;;
         --only) ONLY="$2"; shift ;;
         --out) OUT="$2"; shift ;;
-        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
     shift
 done
 if [ "$MODE" = smoke ]; then
     ROUNDS="${ROUNDS:-1}"; SECS="${SECS:-2}"; OUT="${OUT:-$LOAD_TESTS/results/RESULTS-smoke.md}"
-    BIG_MIB=64; IDLE_CONNS=500; RELOAD_SECS=3
+    BIG_MIB="${BENCH_BIG_MIB:-64}"; IDLE_CONNS="${BENCH_IDLE_CONNS:-500}"; RELOAD_SECS=3
 else
     ROUNDS="${ROUNDS:-5}"; SECS="${SECS:-10}"; OUT="${OUT:-$LOAD_TESTS/RESULTS.md}"
-    BIG_MIB=1024; IDLE_CONNS=10000; RELOAD_SECS=$(( SECS * 2 ))
+    BIG_MIB="${BENCH_BIG_MIB:-1024}"; IDLE_CONNS="${BENCH_IDLE_CONNS:-10000}"; RELOAD_SECS=$(( SECS * 2 ))
 fi
 [[ "$ROUNDS" =~ ^[1-9][0-9]?$ ]] || die "--rounds must be 1-99"
 [[ "$SECS" =~ ^[1-9][0-9]{0,2}$ ]] || die "--seconds must be 1-999"
