@@ -21,7 +21,10 @@ use pingora::Result;
 
 /// Command line of the bare proxy.
 #[derive(Debug, Parser)]
-#[command(name = "bare-pingora", about = "Bare Pingora proxy: one peer, one injected header")]
+#[command(
+    name = "bare-pingora",
+    about = "Bare Pingora proxy: one peer, one injected header"
+)]
 struct Args {
     /// Address to listen on (plain HTTP/1.1).
     #[arg(long)]
