@@ -81,6 +81,7 @@ spawn() {
         on_sut) shift; set -- taskset -c "$SUT_CPU" "$@" ;;
         on_load) shift; set -- taskset -c "$LOAD_CPU" "$@" ;;
     esac
+    printf '%s\t%s\n' "$name" "$*" >> "$WORK/commands.tsv"
     "$@" > "$WORK/logs/$name.log" 2>&1 &
     SPAWN_PID=$!
     SPAWNED+=("$SPAWN_PID")

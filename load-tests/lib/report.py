@@ -132,8 +132,8 @@ if not full:
     w("")
 w(f"- command: `{meta.get('command', '')}`")
 w(f"- started {meta.get('started', '?')}, finished {meta.get('finished', '?')} "
-  f"({meta.get('duration_s', '?')} s); {meta.get('rounds')} interleaved rounds of "
-  f"{meta.get('seconds')} s per run")
+  f"({meta.get('duration_s', '?')} s); interleaved rounds: {meta.get('rounds')}, "
+  f"{meta.get('seconds')} s per load run")
 w(f"- load average (1/5/15 min): {meta.get('load_start', '?')} at the start, "
   f"{meta.get('load_end', '?')} at the end")
 w(f"- machine: {meta.get('machine_nproc')} × {meta.get('machine_cpu')}, "
@@ -150,6 +150,21 @@ w("Load runs: `wrk -t1 -c32 -d{S}s` (h1) or `h2load -t1 -c4 -m8 -D {S}` (h2 over
   "h2) for latency, all on the load core with the upstream; every request carries the same four "
   "headers (gateway key, accept, user-agent, cookie).")
 w("")
+
+commands = []
+for r in tsv("commands.tsv"):
+    if len(r) >= 2 and r[0] not in {c[0] for c in commands}:
+        commands.append((r[0], r[1]))
+if commands:
+    w("<details><summary>How each process was started (configs are generated into the run's temporary "
+      "directory: lib/gen_config.py for Portcullis, write_nginx_proxy_conf in lib/bench-lib.sh for nginx)</summary>")
+    w("")
+    w("```")
+    for name, cmd in commands:
+        w(f"{name}: {cmd}")
+    w("```")
+    w("</details>")
+    w("")
 
 w("## Per system (medians of the valid rounds)")
 w("")
