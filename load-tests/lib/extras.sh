@@ -106,6 +106,7 @@ extra_big_body() {
     out=$(on_load curl -sS -m 600 -o /dev/null "${key[@]}" -w '%{http_code} %{size_download} %{time_total}' \
         "http://127.0.0.1:$port/bench/files/big.bin" 2>&1 || true)
     read -r code bytes secs <<<"$out"
+    local down_secs="$secs"
     cpu1=$(cpu_us "$pid"); hwm1=$(status_kb VmHWM "$pid")
     extra big.mib "$BIG_MIB"
     extra big.hwm_start_kb "$hwm0" "VmHWM after start and one request"
@@ -129,7 +130,7 @@ extra_big_body() {
     [ "$up_size" = "$size" ] || extra invalid "upload: the upstream stored $up_size of $size bytes"
     rm -f "$WORK/upstream/files/big.bin" "$WORK/upstream/files/up.bin"
     kill_tree "$pid"
-    log "big body: down ${secs}s, peak RSS ${hwm1} kB -> ${hwm2} kB"
+    log "big body: down ${down_secs}s, up ${secs}s; peak RSS ${hwm0} -> ${hwm1} -> ${hwm2} kB"
 }
 
 # Memory per idle keep-alive connection: a fresh instance of system NAME, IDLE_CONNS
