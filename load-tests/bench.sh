@@ -95,7 +95,7 @@ meta v_h2load "$(h2load --version 2>&1 | head -1)"
 meta v_rustc "$(rustc --version)"
 
 # --- the systems: one definition each in systems/NAME.sh ---
-declare -A DESC SORT PROTO ROLE COMPARE PORT PID URL ANSWER
+declare -A DESC PROTO PORT PID URL ANSWER
 SYSTEMS=()
 SYSTEMS_TSV="$WORK/systems.tsv"
 : > "$SYSTEMS_TSV"
@@ -112,8 +112,7 @@ for f in "$LOAD_TESTS"/systems/*.sh; do
     name="$(basename "$f" .sh)"
     if [ -n "$ONLY" ] && [ "$name" != nginx ] && [[ " $ONLY " != *" $name "* ]]; then continue; fi
     load_definition "$name"
-    DESC[$name]="$SYSTEM_DESC"; SORT[$name]="$SYSTEM_SORT"; PROTO[$name]="$SYSTEM_PROTO"
-    ROLE[$name]="$SYSTEM_ROLE"; COMPARE[$name]="$SYSTEM_COMPARE"
+    DESC[$name]="$SYSTEM_DESC"; PROTO[$name]="$SYSTEM_PROTO"
     SYSTEMS+=("$name")
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$SYSTEM_SORT" "$SYSTEM_PROTO" "$SYSTEM_ROLE" \
         "$SYSTEM_COMPARE" "$SYSTEM_DESC" >> "$SYSTEMS_TSV"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # Helpers of load-tests/bench.sh and load-tests/callgrind.sh (sourced, never run).
 #
 # Everything listens on 127.0.0.1 and every loop is bounded in count and time. Processes started
@@ -309,7 +310,6 @@ NGINX
     }
     start_on_free_port upstream _upstream_start
     UPSTREAM_PORT=$SYS_PORT
-    UPSTREAM_PID=$SYS_PID
 }
 
 # A self-signed certificate for the TLS listeners (localhost, 127.0.0.1).

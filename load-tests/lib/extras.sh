@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # The measurements bench.sh makes once per run, after the interleaved rounds, each on a fresh
 # process (sourced by bench.sh; uses bench-lib.sh). Each records rows with `extra KEY VALUE NOTE`;
 # a failed check records `extra invalid "what failed"`, which fails --smoke and is shown in the
@@ -28,8 +29,8 @@ extra_reloads() {
     printf '[[routes]]\nname = "broken"\n' > "$WORK/reload-invalid.toml"
     SYS_EXTRA_HEADERS=()
     wrk_run "$url" 1 >/dev/null
-    local b_req b_err b_rps
-    read -r b_req b_err b_rps < <(wrk_run "$url" "$RELOAD_SECS")
+    local b_err b_rps
+    read -r _ b_err b_rps < <(wrk_run "$url" "$RELOAD_SECS")
     local before
     before=$(reloads_total "$admin" success)
 

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # Pingora's floor: load-tests/bare-pingora, one fixed peer, one injected header, keep-alive pool.
 SYSTEM_DESC="bare Pingora 0.9: one fixed peer, one injected header, upstream keep-alive"
 SYSTEM_SORT=30

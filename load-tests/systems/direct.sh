@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # The physical limit: the load generator talks to the trivial upstream itself, no proxy.
 SYSTEM_DESC="direct to the upstream (no proxy: the limit)"
 SYSTEM_SORT=10

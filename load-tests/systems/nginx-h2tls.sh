@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # nginx with an h2 TLS listener, else as nginx.
 SYSTEM_DESC="nginx, h2 over TLS downstream (h2load; oha --http2 for latency)"
 SYSTEM_SORT=70

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # nginx proxy_pass configured like the inject route (see write_nginx_proxy_conf in lib).
 SYSTEM_DESC="nginx proxy_pass: keep-alive upstream pool, header forward list, one injected header"
 SYSTEM_SORT=20

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # What Backstage runs: express 4 + http-proxy-middleware 2 as proxy-backend configures it.
 SYSTEM_DESC="express 4 + http-proxy-middleware 2, as Backstage's proxy-backend (load-tests/node-proxy)"
 SYSTEM_SORT=40

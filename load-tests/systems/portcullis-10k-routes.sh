@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # The inject route with 10,000 routes configured (generated), else as portcullis-warn.
 SYSTEM_DESC="Portcullis inject route with 10,000 routes configured, RUST_LOG=warn"
 SYSTEM_SORT=52

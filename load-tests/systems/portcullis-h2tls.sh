@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # Portcullis with a TLS listener (h2 by ALPN), else as portcullis-warn.
 SYSTEM_DESC="Portcullis inject route, h2 over TLS downstream, RUST_LOG=warn"
 SYSTEM_SORT=71
