@@ -1,6 +1,6 @@
 //! The `portcullis` command line: clap types here, one file per subcommand.
 
-use std::io::IsTerminal;
+use std::io::{BufWriter, IsTerminal};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,6 +12,9 @@ mod check;
 mod console;
 mod hash_key;
 mod run;
+
+/// The log writer's buffer: lines queued while it writes go out together.
+const LOG_BUFFER: usize = 64 * 1024;
 
 /// Portcullis: the egress gateway for a hosted developer portal.
 #[derive(Debug, Parser)]
@@ -162,9 +165,13 @@ fn init_logging(
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = file.is_none() && std::io::stderr().is_terminal();
+    // The worker flushes whenever it has emptied its queue: under load, one write(2) carries
+    // many lines instead of one each.
     let (writer, guard) = match file {
-        Some(file) => tracing_appender::non_blocking(file),
-        None => tracing_appender::non_blocking(std::io::stderr()),
+        Some(file) => tracing_appender::non_blocking(BufWriter::with_capacity(LOG_BUFFER, file)),
+        None => {
+            tracing_appender::non_blocking(BufWriter::with_capacity(LOG_BUFFER, std::io::stderr()))
+        }
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
