@@ -30,6 +30,8 @@ use crate::outcome::ErrorCode;
 use crate::runtime::SharedRuntime;
 
 mod admit;
+mod auth;
+mod credentials;
 mod ctx;
 mod error;
 mod finish;
@@ -138,6 +140,9 @@ impl ProxyHttp for Gateway {
             Admission::EgressDocument => return self.serve_egress_document(session, ctx).await,
             Admission::Refuse(code) => return self.refuse(session, ctx, code).await,
         }
+        if let Err(code) = auth::check(session.req_header(), ctx).await {
+            return self.refuse(session, ctx, code).await;
+        }
         if !self.confirm_audit(session, ctx).await {
             return self.refuse(session, ctx, ErrorCode::AuditUnavailable).await;
         }
@@ -166,6 +171,7 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
+        credentials::acquire(ctx).await?;
         peer::saas_peer(ctx)
     }
 
@@ -190,6 +196,15 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         forward::upstream_head(session, upstream, ctx)
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        credentials::on_upstream_response(session, upstream_response, ctx)
     }
 
     async fn response_filter(
