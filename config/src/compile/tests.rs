@@ -4,6 +4,7 @@ use std::time::Duration;
 use portcullis_routes::{Lookup, RouteId};
 
 use super::*;
+use crate::auth::*;
 
 fn ok(text: &str) -> Snapshot {
     compile(Path::new("test.toml"), text).unwrap_or_else(|e| panic!("{e}"))
