@@ -317,7 +317,7 @@ async fn each_bad_token_is_refused_with_its_reason_and_never_reaches_the_upstrea
         ("unknown_key", 1),
     ] {
         let line = format!(
-            "portcullis_jwt_validation_failures_total{{reason=\"{reason}\",route=\"idp-api\",tenant=\"acme\"}} {count}"
+            "portcullis_jwt_validation_failures_total{{tenant=\"acme\",route=\"idp-api\",reason=\"{reason}\"}} {count}"
         );
         assert!(metrics.contains(&line), "{line} in\n{metrics}");
     }
@@ -408,7 +408,7 @@ async fn cached_keys_outlive_a_jwks_outage_for_the_grace_window_then_the_route_a
         .unwrap();
     assert!(
         metrics.contains(
-            "portcullis_jwks_fetches_total{result=\"error\",route=\"idp-api\",tenant=\"acme\"}"
+            "portcullis_jwks_fetches_total{tenant=\"acme\",route=\"idp-api\",result=\"error\"}"
         ),
         "{metrics}"
     );
@@ -824,10 +824,10 @@ async fn a_failing_token_endpoint_answers_502_and_the_status_says_why() {
         .await
         .unwrap();
     assert!(metrics.contains(
-        "portcullis_token_exchanges_total{result=\"error\",route=\"crm\",tenant=\"acme\"}"
+        "portcullis_token_exchanges_total{tenant=\"acme\",route=\"crm\",result=\"error\"}"
     ));
     assert!(metrics.contains(
-        "portcullis_token_exchanges_total{result=\"success\",route=\"crm\",tenant=\"acme\"} 1"
+        "portcullis_token_exchanges_total{tenant=\"acme\",route=\"crm\",result=\"success\"} 1"
     ));
     assert!(!gw.log().contains(CLIENT_SECRET));
 }
