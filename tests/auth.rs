@@ -2,6 +2,8 @@
 //! server, and token exchange against a loopback token endpoint that counts its calls. Real
 //! `portcullis` processes, real sockets, real RSA, EC and Ed25519 keys generated here.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::collections::HashSet;

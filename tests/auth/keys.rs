@@ -1,7 +1,7 @@
 //! Signing keys made for the tests (RSA 2048, P-256, Ed25519), their JWKS entries, and the
 //! forged tokens an attacker would try (`alg: none`, HS256 keyed with the public key).
 
-#![allow(unreachable_pub)]
+#![allow(unreachable_pub, clippy::unwrap_used)]
 
 use std::sync::OnceLock;
 

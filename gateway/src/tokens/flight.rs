@@ -160,7 +160,7 @@ mod tests {
                 .build()
                 .unwrap();
             rt.block_on(async {
-                let _waiter = flight.join_or_start(|| std::future::pending::<u32>());
+                let _waiter = flight.join_or_start(std::future::pending::<u32>);
                 assert!(flight.in_flight());
             });
         }
