@@ -471,7 +471,13 @@ algorithms = ["EdDSA"]
         0,
         "the guard stopped the fetch before it connected"
     );
-    assert!(gw.log().contains("allow_destinations"), "{}", gw.log());
+    // The log says why (written by a background writer: wait for the line).
+    eventually(
+        Duration::from_secs(20),
+        "the refusal in the log",
+        || async { gw.log().contains("allow_destinations") },
+    )
+    .await;
     assert_eq!(upstream.count().await, 0);
 }
 
@@ -558,7 +564,8 @@ impl TokenEndpoint {
                     .to_string()
                 } else {
                     // An error body that echoes a secret-looking value: it must not be repeated.
-                    format!("{{\"error\":\"server_error\",\"echo\":\"{CLIENT_SECRET}\"}}")
+                    serde_json::json!({"error": "server_error", "error_description": CLIENT_SECRET})
+                        .to_string()
                 };
                 Reply {
                     status,
@@ -808,7 +815,7 @@ async fn a_failing_token_endpoint_answers_502_and_the_status_says_why() {
     let secrets = json(&admin_get(&gw, "/api/v1/secrets").await);
     assert_eq!(
         secrets["exchanges"][0]["last_error"],
-        "the token endpoint answered 500"
+        "the token endpoint answered 500 (server_error)"
     );
     assert!(secrets["exchanges"][0]["token_cached_until_ms"].is_null());
 
@@ -978,6 +985,12 @@ async fn no_secret_or_token_appears_in_logs_bodies_metrics_or_the_admin_api() {
     )
     .await;
     outputs.push(std::fs::read_to_string(gw.dir.path().join("audit.jsonl")).unwrap());
+    // The log is written in order by a background writer: once the reload's line is there,
+    // every request's lines are too.
+    eventually(Duration::from_secs(20), "the reload in the log", || async {
+        gw.log().contains("config reloaded")
+    })
+    .await;
     outputs.push(gw.log());
 
     let signature = |t: &str| t.rsplit('.').next().unwrap().to_owned();

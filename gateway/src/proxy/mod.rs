@@ -18,7 +18,7 @@ use http::header::CONTENT_LENGTH;
 use http::Method;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
-use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::proxy::{FailToProxy, ProxyHttp, ProxyWarnLogContext, Session};
 use pingora::{Error, ErrorType, Result};
 
 use self::admit::Admission;
@@ -283,6 +283,20 @@ impl ProxyHttp for Gateway {
             error_code: status,
             can_reuse_downstream: false,
         }
+    }
+
+    fn suppress_proxy_warn_log(
+        &self,
+        _session: &Session,
+        ctx: &RequestCtx,
+        _error: &Error,
+        context: ProxyWarnLogContext,
+    ) -> bool {
+        // The retry after an upstream 401 to an exchanged token is expected and logged (at
+        // info) by `credentials`; it is not a failure worth a warning.
+        matches!(context, ProxyWarnLogContext::UpstreamRetry)
+            && ctx.token_retried
+            && ctx.exchanged.is_none()
     }
 
     fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, _error: &Error) -> bool {

@@ -319,8 +319,9 @@ impl ExchangeState {
         drop(body);
         if !(200..300).contains(&resp.status) {
             return Err(ExchangeError::new(&format!(
-                "the token endpoint answered {}",
-                resp.status
+                "the token endpoint answered {}{}",
+                resp.status,
+                oauth_error_code(&resp.body).map_or(String::new(), |c| format!(" ({c})"))
             )));
         }
         let answer: serde_json::Value = serde_json::from_slice(&resp.body)
@@ -389,6 +390,17 @@ impl ExchangeError {
     }
 }
 
+/// The OAuth error code of an error answer (RFC 6749 §5.2: `{"error": "invalid_client"}`),
+/// when it is one: a short lowercase word, nothing else of the body.
+fn oauth_error_code(body: &[u8]) -> Option<String> {
+    let answer: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let code = answer.get("error")?.as_str()?;
+    (!code.is_empty()
+        && code.len() <= 40
+        && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+    .then(|| code.to_owned())
+}
+
 /// `application/x-www-form-urlencoded` of name-value pairs.
 fn form_urlencoded_pairs(pairs: &[(&str, &str)]) -> Zeroizing<String> {
     let mut out = Zeroizing::new(String::new());
@@ -424,6 +436,16 @@ fn form_urlencode(value: &str) -> Zeroizing<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_plain_oauth_error_code_is_kept_from_an_error_answer() {
+        assert_eq!(
+            oauth_error_code(br#"{"error":"invalid_client","error_description":"secret s3cr3t"}"#),
+            Some("invalid_client".into())
+        );
+        assert_eq!(oauth_error_code(br#"{"error":"s3cr3t-Value"}"#), None);
+        assert_eq!(oauth_error_code(b"<html>"), None);
+    }
 
     #[test]
     fn form_encoding_escapes_everything_but_unreserved() {
