@@ -192,3 +192,60 @@ impl std::fmt::Debug for JwtPolicy {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use portcullis_config::Endpoint;
+
+    use super::*;
+
+    fn policy(algorithms: Vec<JwtAlgorithm>) -> JwtPolicy {
+        JwtPolicy::new(&JwtValidation {
+            issuer: "https://idp.test/".into(),
+            audiences: vec!["api".into()],
+            jwks_url: Endpoint::parse("https://idp.test/jwks").unwrap(),
+            algorithms,
+            leeway: Duration::from_secs(30),
+            jwks_refresh: Duration::from_secs(300),
+            jwks_grace: Duration::from_secs(3600),
+            jwks_min_refetch: Duration::from_secs(10),
+        })
+    }
+
+    fn token(header: &str) -> String {
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        format!("{}.{}.c2ln", b64(header), b64(r#"{"sub":"x"}"#))
+    }
+
+    #[test]
+    fn the_header_decides_before_any_key_is_looked_up() {
+        let p = policy(vec![JwtAlgorithm::Rs256, JwtAlgorithm::EdDsa]);
+        let head = p.head(&token(r#"{"alg":"EdDSA","kid":"k1"}"#)).unwrap();
+        assert_eq!(head.alg, Algorithm::EdDSA);
+        assert_eq!(head.kid.as_deref(), Some("k1"));
+        assert!(p.head(&token(r#"{"alg":"RS256"}"#)).unwrap().kid.is_none());
+        // Unsigned, HMAC, or allowed elsewhere but not here: not a signature the route trusts.
+        for alg in ["none", "NONE", "HS256", "ES256"] {
+            let header = format!(r#"{{"alg":"{alg}","kid":"k1"}}"#);
+            assert!(matches!(
+                p.head(&token(&header)),
+                Err(TokenReason::BadSignature)
+            ));
+        }
+        for bad in [
+            "",
+            "a.b",
+            "a.b.c.d",
+            "!!.e30.c2ln",
+            &token(r#"{"kid":"k1"}"#),
+        ] {
+            assert!(matches!(p.head(bad), Err(TokenReason::Malformed)), "{bad}");
+        }
+        assert!(matches!(
+            p.head(&token(r#"{"alg":"RS256","kid":7}"#)),
+            Err(TokenReason::Malformed)
+        ));
+    }
+}
