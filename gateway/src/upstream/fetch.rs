@@ -173,7 +173,11 @@ async fn fetch_inner(
             other => return other,
         }
     }
-    Err(last.unwrap_or(FetchError::TooLarge))
+    // `allowed` is not empty: every attempt above returned or set `last`.
+    Err(last.unwrap_or_else(|| FetchError::Resolve {
+        host: endpoint.host.clone(),
+        reason: "no address".into(),
+    }))
 }
 
 /// One attempt against one checked address.
