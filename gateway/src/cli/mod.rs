@@ -11,6 +11,7 @@ mod audit;
 mod check;
 mod hash_key;
 mod run;
+mod secrets;
 
 /// Portcullis: the egress gateway for a hosted developer portal.
 #[derive(Debug, Parser)]
@@ -55,6 +56,10 @@ enum Command {
     /// Audit log tools.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Manage the encrypted secret store (`[secrets] store`): keygen, set, rotate, delete,
+    /// list, import. Values are read from stdin, never from arguments.
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
 }
 
 /// `portcullis audit …`.
@@ -120,6 +125,7 @@ pub(crate) fn main() -> ExitCode {
         Some(Command::Check { config }) => check::check(&config),
         Some(Command::HashKey { key }) => hash_key::hash_key(key),
         Some(Command::Audit(AuditCommand::Verify { files })) => audit::verify(&files),
+        Some(Command::Secrets(command)) => secrets::secrets(command),
     }
 }
 
