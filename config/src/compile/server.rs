@@ -169,7 +169,10 @@ impl Compiler<'_> {
             if path.is_dir() {
                 self.r.error(
                     s.span(),
-                    format!("secrets.store: '{}' is a directory, not a store file", path.display()),
+                    format!(
+                        "secrets.store: '{}' is a directory, not a store file",
+                        path.display()
+                    ),
                 );
             }
             path

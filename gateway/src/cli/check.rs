@@ -94,9 +94,9 @@ fn warnings(runtime: &Runtime, now: SystemTime) -> Vec<String> {
             .collect::<Vec<_>>()
             .join(", ");
         out.push(match at.duration_since(now) {
-            Err(_) => format!(
-                "secret '{name}' of tenant '{tenant}' expired at {when} (used by {routes})"
-            ),
+            Err(_) => {
+                format!("secret '{name}' of tenant '{tenant}' expired at {when} (used by {routes})")
+            }
             Ok(left) => format!(
                 "secret '{name}' of tenant '{tenant}' expires at {when}, in {} (used by {routes})",
                 human(left)

@@ -242,7 +242,10 @@ fn import(store: &StoreArgs, dir: &Path, replace: bool) -> Result<(), String> {
             let line = match s.open_value(tenant, name) {
                 None => {
                     s.insert(tenant, name, value, None, None)?;
-                    format!("{tenant}/{name}: added, fingerprint {}", s.fingerprint(value))
+                    format!(
+                        "{tenant}/{name}: added, fingerprint {}",
+                        s.fingerprint(value)
+                    )
                 }
                 Some(Ok(current))
                     if bool::from(
@@ -314,10 +317,7 @@ fn read_dir_secrets(dir: &Path) -> Result<Vec<(String, String, Zeroizing<String>
                 .map_err(|e| format!("'{}': cannot read: {e}", path.display()))?;
             match value_of(&text) {
                 Some(value) => out.push((tenant.clone(), name, value)),
-                None => errors.push(format!(
-                    "'{}': empty, or not UTF-8 text",
-                    path.display()
-                )),
+                None => errors.push(format!("'{}': empty, or not UTF-8 text", path.display())),
             }
         }
     }
@@ -362,7 +362,14 @@ fn value_of(bytes: &[u8]) -> Option<Zeroizing<String>> {
 fn table(records: &[Listed]) -> String {
     let dash = || "-".to_owned();
     let mut rows = vec![[
-        "TENANT", "NAME", "STATUS", "FINGERPRINT", "CREATED", "ROTATED", "EXPIRES", "PREVIOUS",
+        "TENANT",
+        "NAME",
+        "STATUS",
+        "FINGERPRINT",
+        "CREATED",
+        "ROTATED",
+        "EXPIRES",
+        "PREVIOUS",
         "NOTE",
     ]
     .map(str::to_owned)];

@@ -90,12 +90,13 @@ impl SecretStore {
     ) -> Result<Self, StoreError> {
         let store = match &sources.store {
             Some(path) => {
-                let master = MasterKey::load(sources.master_key_file.as_deref(), env).map_err(
-                    |source| StoreError::MasterKey {
-                        path: path.clone(),
-                        source,
-                    },
-                )?;
+                let master =
+                    MasterKey::load(sources.master_key_file.as_deref(), env).map_err(|source| {
+                        StoreError::MasterKey {
+                            path: path.clone(),
+                            source,
+                        }
+                    })?;
                 Some(StoreFile::open(path, &master)?)
             }
             None => None,

@@ -200,7 +200,9 @@ impl Timestamp {
     pub(crate) fn parse(text: &str) -> Result<Self, String> {
         OffsetDateTime::parse(text, &Rfc3339)
             .map(|t| Self(t.unix_timestamp()))
-            .map_err(|e| format!("'{text}' is not an RFC 3339 time (e.g. 2026-04-01T00:00:00Z): {e}"))
+            .map_err(|e| {
+                format!("'{text}' is not an RFC 3339 time (e.g. 2026-04-01T00:00:00Z): {e}")
+            })
     }
 
     /// As RFC 3339 in UTC.

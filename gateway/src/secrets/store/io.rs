@@ -83,7 +83,12 @@ pub(crate) fn write_atomic(store: &Path, bytes: &[u8]) -> Result<(), StoreError>
         .prefix(&format!(".{name}."))
         .suffix(".tmp")
         .tempfile_in(&dir)
-        .map_err(|e| failed(format!("creating a temporary file in '{}': {e}", dir.display())))?;
+        .map_err(|e| {
+            failed(format!(
+                "creating a temporary file in '{}': {e}",
+                dir.display()
+            ))
+        })?;
     if let Ok(meta) = std::fs::metadata(store) {
         tmp.as_file()
             .set_permissions(meta.permissions())

@@ -80,7 +80,10 @@ impl MasterKey {
 
     /// Parses a key written as base64 (padded or not) or as 64 hex digits, surrounding
     /// whitespace ignored. `origin` names where it came from, for the error.
-    pub(crate) fn parse(text: &str, origin: impl FnOnce() -> String) -> Result<Self, MasterKeyError> {
+    pub(crate) fn parse(
+        text: &str,
+        origin: impl FnOnce() -> String,
+    ) -> Result<Self, MasterKeyError> {
         let text = text.trim();
         let decoded = if text.len() == 2 * KEY_LEN && text.bytes().all(|b| b.is_ascii_hexdigit()) {
             hex::decode(text).ok().map(Zeroizing::new)

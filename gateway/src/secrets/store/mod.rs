@@ -35,8 +35,8 @@ mod tests;
 
 pub(crate) use self::format::Timestamp;
 use self::format::{FileV1, HistoryV1, Probe, RecordV1, B64, VERSION};
-use self::key::{StoreKeys, SALT_LEN};
 pub(crate) use self::key::{MasterKey, MasterKeyError};
+use self::key::{StoreKeys, SALT_LEN};
 
 /// Bytes of an XChaCha20-Poly1305 nonce.
 const NONCE_LEN: usize = 24;
@@ -588,8 +588,8 @@ impl StoreFile {
 /// The table-of-contents MAC, ready to finalise or verify.
 fn toc_mac(keys: &StoreKeys, file: &FileV1) -> Hmac<Sha256> {
     let key = keys.toc_mac_key();
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key[..])
-        .expect("HMAC accepts keys of any length");
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(&key[..]).expect("HMAC accepts keys of any length");
     mac.update(&file.table_of_contents());
     mac
 }
@@ -598,12 +598,10 @@ fn toc_mac(keys: &StoreKeys, file: &FileV1) -> Hmac<Sha256> {
 pub(crate) fn is_tenant_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s
-            .bytes()
+        && s.bytes()
             .next()
             .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
@@ -613,7 +611,6 @@ pub(crate) fn is_secret_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
         && !s.starts_with('.')
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
