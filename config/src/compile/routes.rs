@@ -375,7 +375,25 @@ pub fn parse_target(url: &str) -> Result<Target, String> {
     if host.is_empty() {
         return Err(format!("'{url}' has no host"));
     }
-    let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    // Not `port_u16()`: it is `None` for a port that does not fit in 16 bits, which would
+    // silently become the scheme's default (`:99999` connecting to 443), and it takes `+1`.
+    let port = match port_text(authority.as_str()) {
+        None => {
+            if tls {
+                443
+            } else {
+                80
+            }
+        }
+        Some(text) => match text.parse::<u16>() {
+            Ok(port) if port != 0 && text.bytes().all(|b| b.is_ascii_digit()) => port,
+            _ => {
+                return Err(format!(
+                    "'{url}': port '{text}' is not a number in 1..=65535"
+                ))
+            }
+        },
+    };
     let base_path = uri.path().trim_end_matches('/').to_owned();
     let authority = HeaderValue::from_str(&Target::authority_text(&host, port, tls))
         .map_err(|_| format!("'{url}': the host is not a valid Host header value"))?;
@@ -386,4 +404,14 @@ pub fn parse_target(url: &str) -> Result<Target, String> {
         base_path,
         authority,
     })
+}
+
+/// The port written in an authority (`h:8443`, `[::1]:8443`, `h:` gives `""`), if any.
+fn port_text(authority: &str) -> Option<&str> {
+    let after_host = match authority.rfind(']') {
+        // An IPv6 literal: its colons are not a port separator.
+        Some(end) => &authority[end + 1..],
+        None => authority.rfind(':').map_or("", |colon| &authority[colon..]),
+    };
+    after_host.strip_prefix(':')
 }

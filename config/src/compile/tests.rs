@@ -211,6 +211,43 @@ fn targets_parse_ports_ipv6_and_reject_credentials() {
     assert!(parse_target("h.example.com").is_err());
 }
 
+/// Found while writing the `config` fuzz target's URL check: `http::uri::Authority::port_u16` is `None`
+/// for a port that does not fit in 16 bits, so `:99999` used to become the default 443.
+#[test]
+fn targets_reject_ports_out_of_range_instead_of_defaulting() {
+    for (url, port) in [
+        ("https://h:99999", "99999"),
+        ("http://[::1]:70000/x", "70000"),
+        ("https://h:65536", "65536"),
+        ("https://h:0", "0"),
+        ("https://h:+1", "+1"),
+        ("https://h:", ""),
+    ] {
+        assert_eq!(
+            parse_target(url),
+            Err(format!(
+                "'{url}': port '{port}' is not a number in 1..=65535"
+            )),
+        );
+    }
+    assert_eq!(parse_target("https://h:65535").unwrap().port, 65535);
+    assert_eq!(parse_target("https://h:00443").unwrap().port, 443);
+    assert_eq!(parse_target("http://[::1]").unwrap().port, 80);
+    let errors = errors(&format!(
+        "{BASE}
+[[routes]]
+name = \"a\"
+tenant = \"acme\"
+path = \"/a\"
+target = \"https://api.example.com:99999\"
+"
+    ));
+    assert_eq!(
+        errors,
+        ["test.toml:10:10: error: routes 'a': target: 'https://api.example.com:99999': port '99999' is not a number in 1..=65535"]
+    );
+}
+
 #[test]
 fn the_hash_identifies_the_source() {
     let a = ok("# a");

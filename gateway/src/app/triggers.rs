@@ -33,6 +33,9 @@ const WATCH_DEBOUNCE: Duration = Duration::from_millis(150);
 /// Runs the reload triggers.
 pub(crate) struct ReloadTriggers {
     reloader: Arc<Reloader>,
+    /// Set up before the gateway reports itself ready, so no change after that is missed; taken
+    /// by the task when it starts.
+    watch: tokio::sync::Mutex<Option<(Option<Watch>, mpsc::Receiver<()>)>>,
 }
 
 /// The file watch: the config file's directory, and the secrets directory and store of the
@@ -58,26 +61,38 @@ struct Followed {
 // === impl ReloadTriggers ===
 
 impl ReloadTriggers {
-    /// Triggers for `reloader`.
+    /// Triggers for `reloader`. The file watch starts now: a change made as soon as the
+    /// gateway reports itself ready is seen even if this task has not started yet.
     pub(crate) fn new(reloader: Arc<Reloader>) -> Self {
-        Self { reloader }
+        let (tx, rx) = mpsc::channel::<()>(1);
+        let mut watch = reloader
+            .source()
+            .path()
+            .and_then(|path| Watch::start(path, tx));
+        if let Some(watch) = &mut watch {
+            watch.follow(followed(&reloader));
+        }
+        Self {
+            reloader,
+            watch: tokio::sync::Mutex::new(Some((watch, rx))),
+        }
     }
 
     async fn reload(&self, trigger: ReloadTrigger, watch: &mut Option<Watch>) {
         self.reloader.reload(trigger).await;
         if let Some(watch) = watch {
-            watch.follow(self.followed());
+            watch.follow(followed(&self.reloader));
         }
     }
+}
 
-    /// The secret sources of the runtime in force.
-    fn followed(&self) -> Followed {
-        let runtime = self.reloader.shared().runtime.load();
-        let secrets = &runtime.config.secrets;
-        Followed {
-            secrets_dir: secrets.dir.clone(),
-            store: secrets.store.clone(),
-        }
+/// The secret sources of the runtime in force.
+fn followed(reloader: &Reloader) -> Followed {
+    let runtime = reloader.shared().runtime.load();
+    let secrets = &runtime.config.secrets;
+    Followed {
+        secrets_dir: secrets.dir.clone(),
+        store: secrets.store.clone(),
     }
 }
 
@@ -92,15 +107,9 @@ impl BackgroundService for ReloadTriggers {
                 None
             }
         };
-        let (tx, mut rx) = mpsc::channel::<()>(1);
-        let mut watch = self
-            .reloader
-            .source()
-            .path()
-            .and_then(|path| Watch::start(path, tx));
-        if let Some(watch) = &mut watch {
-            watch.follow(self.followed());
-        }
+        let Some((mut watch, mut rx)) = self.watch.lock().await.take() else {
+            return;
+        };
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,

@@ -4,6 +4,11 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use pingora::prelude::background_service;
 
 use sha2::{Digest, Sha256};
 
@@ -12,6 +17,7 @@ use crate::control::ConfigSource;
 use crate::listener::{self, BindError};
 
 mod echo;
+mod traffic;
 
 /// The demo tenant's gateway key.
 pub(crate) const DEMO_KEY: &str = "demo-key";
@@ -28,6 +34,8 @@ pub(crate) struct Demo {
     pub(crate) services: Vec<ExtraService>,
     /// The demo upstream's address.
     upstream: SocketAddr,
+    /// The gateway's address, for the traffic generator, once it is bound.
+    gateway: Arc<OnceLock<SocketAddr>>,
     /// Where the admin token and the audit log are.
     dir: PathBuf,
 }
@@ -52,14 +60,23 @@ pub(crate) fn prepare(listen: SocketAddr, admin: SocketAddr) -> Result<Demo, Dem
     let mut echo =
         pingora::services::listening::Service::new("demo upstream".to_owned(), echo::EchoUpstream);
     echo.add_tcp(&upstream.pingora_addr());
+    let gateway = Arc::new(OnceLock::new());
+    let generator = background_service(
+        "demo traffic",
+        traffic::TrafficGenerator::new(Arc::clone(&gateway)),
+    );
     Ok(Demo {
         source: ConfigSource::Text {
             name: PathBuf::from("<built-in demo>"),
             text,
         },
         env: demo_env(),
-        services: vec![Box::new(listener::PreBound::new(echo, [upstream]))],
+        services: vec![
+            Box::new(listener::PreBound::new(echo, [upstream])),
+            Box::new(generator),
+        ],
         upstream: upstream_addr,
+        gateway,
         dir,
     })
 }
@@ -80,11 +97,23 @@ fn demo_config(
         .replace("{DIR}", &dir.display().to_string())
 }
 
+/// The demo's directory: admin token, audit log, and the log when the console is open.
+fn dir() -> PathBuf {
+    std::env::temp_dir().join(format!("portcullis-demo-{}", std::process::id()))
+}
+
+/// The demo's log file (`gateway.log` in its directory), for when the console owns the terminal.
+pub(crate) fn log_file() -> Option<std::fs::File> {
+    let dir = dir();
+    std::fs::create_dir_all(&dir).ok()?;
+    std::fs::File::create(dir.join("gateway.log")).ok()
+}
+
 /// Creates the demo directory with a fresh admin token (mode 0600) and returns it.
 fn prepare_dir() -> std::io::Result<PathBuf> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let dir = std::env::temp_dir().join(format!("portcullis-demo-{}", std::process::id()));
+    let dir = dir();
     std::fs::create_dir_all(&dir)?;
     let token = format!("{:032x}", rand::random::<u128>());
     let mut file = std::fs::OpenOptions::new()
@@ -97,22 +126,47 @@ fn prepare_dir() -> std::io::Result<PathBuf> {
     Ok(dir)
 }
 
-/// The demo's environment: the demo secret, and nothing from the real process environment.
+/// The demo's environment: the demo secrets, and nothing from the real process environment.
+/// `flaky-token` is JWT-shaped and expires in three days, so it shows as expiring; `pagerduty`
+/// is left out on purpose.
 fn demo_env() -> HashMap<String, String> {
-    [(
-        "PORTCULLIS_SECRET_DEMO_ECHO_TOKEN".to_owned(),
-        DEMO_TOKEN.to_owned(),
-    )]
+    [
+        (
+            "PORTCULLIS_SECRET_DEMO_ECHO_TOKEN".to_owned(),
+            DEMO_TOKEN.to_owned(),
+        ),
+        (
+            "PORTCULLIS_SECRET_DEMO_FLAKY_TOKEN".to_owned(),
+            expiring_token(Duration::from_secs(3 * 24 * 3600)),
+        ),
+    ]
     .into()
+}
+
+/// A JWT-shaped demo token (not signed: nothing verifies it) whose `exp` is `valid_for` away.
+fn expiring_token(valid_for: Duration) -> String {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let exp = (SystemTime::now() + valid_for)
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let header = b64.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let claims = b64.encode(format!(r#"{{"sub":"demo","exp":{exp}}}"#));
+    format!("{header}.{claims}.demo-not-signed")
 }
 
 // === impl Demo ===
 
 impl Demo {
-    /// What to print so a newcomer knows what to try, once the listeners are bound.
-    pub(crate) fn banner(&self, listeners: &portcullis_api::Listeners) -> String {
+    /// The listeners are bound: start the traffic, and say what a newcomer can try.
+    pub(crate) fn ready(&self, listeners: &portcullis_api::Listeners) -> String {
         let listen = listeners.http.first().copied().unwrap_or(listeners.admin);
+        let _ = self.gateway.set(listen);
         banner(listen, listeners.admin, self.upstream, &self.dir)
+    }
+
+    /// The admin token file, for the console.
+    pub(crate) fn admin_token_file(&self) -> PathBuf {
+        self.dir.join("admin-token")
     }
 }
 
@@ -127,8 +181,11 @@ fn banner(listen: SocketAddr, admin: SocketAddr, upstream: SocketAddr, dir: &Pat
 Portcullis demo
   gateway   http://{listen}
   admin     http://{admin}   (bearer token in {token_file})
-  upstream  http://{upstream}   (demo echo server)
+  upstream  http://{upstream}   (demo echo server: slow under /slow, failing now and then under /flaky)
   audit     {audit}
+  traffic   a few requests a second through every demo route, for the console to show
+
+Console: `portcullis console --admin http://{admin} --token-file {token_file}`
 
 Try:
   curl -s http://{listen}/demo/echo/hello -H 'x-portcullis-key: {DEMO_KEY}'
@@ -140,6 +197,8 @@ Try:
       -> 403 path_denied
   curl -s http://{listen}/demo/status
       -> a public route (no key)
+  curl -s http://{listen}/demo/pagerduty/services -H 'x-portcullis-key: {DEMO_KEY}'
+      -> 503 secret_missing: the demo never sets this route's secret
   curl -s http://{listen}/.well-known/egress-ips.json
       -> the published egress IPs
   curl -s http://{admin}/metrics
