@@ -61,6 +61,8 @@ pub(crate) struct RawTlsListener {
 pub(crate) struct RawSecrets {
     pub(crate) env_prefix: Option<Spanned<String>>,
     pub(crate) dir: Option<Spanned<String>>,
+    pub(crate) store: Option<Spanned<String>>,
+    pub(crate) master_key_file: Option<Spanned<String>>,
 }
 
 /// `[admin]`: who may use the admin API.

@@ -107,6 +107,11 @@ pub struct SecretSources {
     pub env_prefix: Option<String>,
     /// Files `{dir}/{tenant}/{name}`.
     pub dir: Option<PathBuf>,
+    /// The encrypted store file (`portcullis secrets`), looked in before `dir` and the
+    /// environment.
+    pub store: Option<PathBuf>,
+    /// The file holding the store's master key; without it, `$PORTCULLIS_MASTER_KEY`.
+    pub master_key_file: Option<PathBuf>,
 }
 
 /// Admin API access rules.

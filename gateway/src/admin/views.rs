@@ -130,6 +130,10 @@ pub(super) fn secrets(reloader: &Reloader) -> api::Secrets {
                     api::SecretSourceKind::Env,
                     api::SecretLocation::Found(v.clone()),
                 ),
+                SecretSource::Store(at) | SecretSource::Undecryptable(at) => (
+                    api::SecretSourceKind::Store,
+                    api::SecretLocation::Found(at.clone()),
+                ),
                 SecretSource::Missing(looked) => (
                     api::SecretSourceKind::None,
                     api::SecretLocation::Searched(looked.clone()),
@@ -142,6 +146,7 @@ pub(super) fn secrets(reloader: &Reloader) -> api::Secrets {
                 tenant: tenant.clone(),
                 name: name.clone(),
                 status: match (entry.is_present(), expired) {
+                    (false, _) if entry.is_undecryptable() => api::SecretState::Undecryptable,
                     (false, _) => api::SecretState::Missing,
                     (true, true) => api::SecretState::Expired,
                     (true, false) => api::SecretState::Present,

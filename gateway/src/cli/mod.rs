@@ -12,6 +12,7 @@ mod check;
 mod console;
 mod hash_key;
 mod run;
+mod secrets;
 
 /// The log writer's buffer: lines queued while it writes go out together.
 const LOG_BUFFER: usize = 64 * 1024;
@@ -59,6 +60,10 @@ enum Command {
     /// Audit log tools.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Manage the encrypted secret store (`[secrets] store`): keygen, set, rotate, delete,
+    /// list, import. Values are read from stdin, never from arguments.
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
     /// Open the operator console (a terminal UI) on a gateway's admin API.
     Console(portcullis_console::ConsoleArgs),
 }
@@ -151,6 +156,7 @@ pub(crate) fn main() -> ExitCode {
         Some(Command::Check { config }) => check::check(&config),
         Some(Command::HashKey { key }) => hash_key::hash_key(key),
         Some(Command::Audit(AuditCommand::Verify { files })) => audit::verify(&files),
+        Some(Command::Secrets(command)) => secrets::secrets(command),
         Some(Command::Console(_)) => ExitCode::SUCCESS,
     }
 }

@@ -22,6 +22,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use zeroize::Zeroizing;
 
 use crate::observe::metrics::{Metrics, RouteMetrics};
+use crate::secrets::store::StoreError;
 use crate::secrets::{
     Environment, FingerprintChange, FingerprintKey, SecretStore, SecretUsage, SecretUsageRegistry,
 };
@@ -144,6 +145,10 @@ pub(crate) enum BuildError {
     /// The admin token could not be read.
     #[error("admin token: {0}")]
     AdminToken(String),
+    /// The encrypted secret store could not be opened (no or wrong master key, unreadable,
+    /// altered): no runtime is built from it, so a running gateway keeps its previous one.
+    #[error("{0}")]
+    SecretStore(StoreError),
     /// A TLS listener's certificate or key could not be read.
     #[error("TLS listener {listen}: {reason}")]
     TlsListener {
@@ -180,7 +185,12 @@ impl Runtime {
             cx.env,
             secret_refs.iter().copied(),
             cx.fingerprint_key,
-        );
+        )
+        .unwrap_or_else(|e| {
+            // Carry on without secrets so that every other problem is reported too.
+            errors.push(BuildError::SecretStore(e));
+            SecretStore::default()
+        });
         let usage = cx.usage.resolve(secret_refs.iter().copied());
         let route_metrics = cx.metrics.resolve_routes(
             config
