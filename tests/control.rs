@@ -254,7 +254,24 @@ async fn an_invalid_reload_keeps_the_old_config_and_says_why_everywhere() {
     let gw = start(&config(&upstream, "a", ""));
     let before = active_hash(&gw).await;
 
+    // The file watch sees the change and rejects it first; wait for that, so the admin reload
+    // below is the only one that can count from here on.
     gw.write_config(&config(&upstream, "b", "retries = 99\n"));
+    eventually(
+        Duration::from_secs(20),
+        "the file reload's error",
+        || async {
+            let (_, status) = admin(&gw, reqwest::Method::GET, "/api/v1/status").await;
+            status["last_reload"]["trigger"] == "file" && status["last_reload"]["result"] == "error"
+        },
+    )
+    .await;
+    let errors_before = metric_value(
+        &scrape(&gw).await,
+        "portcullis_config_reloads_total{result=\"error\"}",
+    );
+    assert_eq!(errors_before, Some(1.0));
+
     let (status, body) = admin(&gw, reqwest::Method::POST, "/api/v1/reload").await;
     assert_eq!(status, 422);
     assert_eq!(body["result"], "error");
@@ -278,14 +295,14 @@ async fn an_invalid_reload_keeps_the_old_config_and_says_why_everywhere() {
     let (_, status) = admin(&gw, reqwest::Method::GET, "/api/v1/status").await;
     assert_eq!(status["last_reload"]["result"], "error");
     assert_eq!(status["last_reload"]["errors"][0].as_str().unwrap(), error);
-    // The error series exists (at 0) from startup; the rejected reload must have counted.
+    // The error series exists (at 0) from startup; each rejected reload must have counted.
     let metrics = scrape(&gw).await;
     assert_eq!(
         metric_value(
             &metrics,
             "portcullis_config_reloads_total{result=\"error\"}"
         ),
-        Some(1.0),
+        Some(2.0),
         "{metrics}"
     );
     // The log names the error (log lines are written by a background thread).

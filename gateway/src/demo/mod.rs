@@ -78,7 +78,7 @@ pub(crate) fn prepare(listen: SocketAddr, admin: SocketAddr) -> Result<Demo, Dem
     let gateway = Arc::new(OnceLock::new());
     let generator = background_service(
         "demo traffic",
-        traffic::TrafficGenerator::new(Arc::clone(&gateway)),
+        traffic::TrafficGenerator::new(Arc::clone(&gateway), idp_addr),
     );
     // A fresh client secret per run: the identity provider and the gateway's demo environment
     // are the only places it exists.
