@@ -43,6 +43,13 @@ pub(crate) enum ErrorCode {
     AuditUnavailable,
     /// An unexpected failure inside the gateway.
     Internal,
+    /// The route's tunnel has no connected agent (and none left recently).
+    TunnelOffline,
+    /// Every agent of the route's tunnel left less than the grace window ago; they are
+    /// expected back (answered with `Retry-After`).
+    TunnelReconnecting,
+    /// The agent carrying the request disconnected before the response head arrived.
+    TunnelDisconnected,
 }
 
 /// The JSON body of an error response.
@@ -58,7 +65,7 @@ struct ErrorBody<'a> {
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub(crate) const ALL: [ErrorCode; 14] = [
+    pub(crate) const ALL: [ErrorCode; 17] = [
         ErrorCode::NoRoute,
         ErrorCode::Unauthenticated,
         ErrorCode::CallerDenied,
@@ -73,6 +80,9 @@ impl ErrorCode {
         ErrorCode::UpstreamTimeout,
         ErrorCode::AuditUnavailable,
         ErrorCode::Internal,
+        ErrorCode::TunnelOffline,
+        ErrorCode::TunnelReconnecting,
+        ErrorCode::TunnelDisconnected,
     ];
 
     /// The code as it appears in the JSON body, logs and metrics.
@@ -92,6 +102,9 @@ impl ErrorCode {
             ErrorCode::UpstreamTimeout => "upstream_timeout",
             ErrorCode::AuditUnavailable => "audit_unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::TunnelOffline => "tunnel_offline",
+            ErrorCode::TunnelReconnecting => "tunnel_reconnecting",
+            ErrorCode::TunnelDisconnected => "tunnel_disconnected",
         }
     }
 
@@ -105,8 +118,12 @@ impl ErrorCode {
             ErrorCode::BodyTooLarge => 413,
             ErrorCode::HeadersTooLarge => 431,
             ErrorCode::BadRequest => 400,
-            ErrorCode::UpstreamUnreachable => 502,
-            ErrorCode::SecretMissing | ErrorCode::AuditUnavailable => 503,
+            ErrorCode::UpstreamUnreachable
+            | ErrorCode::TunnelOffline
+            | ErrorCode::TunnelDisconnected => 502,
+            ErrorCode::SecretMissing
+            | ErrorCode::AuditUnavailable
+            | ErrorCode::TunnelReconnecting => 503,
             ErrorCode::UpstreamTimeout => 504,
             ErrorCode::Internal => 500,
         }
@@ -159,6 +176,9 @@ mod tests {
                 ("upstream_timeout", 504),
                 ("audit_unavailable", 503),
                 ("internal", 500),
+                ("tunnel_offline", 502),
+                ("tunnel_reconnecting", 503),
+                ("tunnel_disconnected", 502),
             ]
         );
     }

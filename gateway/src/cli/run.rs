@@ -48,6 +48,9 @@ pub(super) fn demo(args: &ListenArgs, log_guard: WorkerGuard) -> ExitCode {
     let env = std::mem::take(&mut demo.env);
     let source = demo.source.clone();
     options.on_ready = Some(Box::new(move |listeners| {
+        if let Err(e) = demo.start_agent(listeners) {
+            tracing::error!(error = %e, "the demo tunnel stays offline");
+        }
         println!("{}", demo.banner(listeners));
     }));
     match app::serve(

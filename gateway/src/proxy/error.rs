@@ -24,6 +24,9 @@ pub(super) async fn respond(session: &mut Session, ctx: &mut RequestCtx, code: E
     let _ = resp.insert_header("content-type", "application/json");
     let _ = resp.insert_header(CONTENT_LENGTH, body.len());
     let _ = resp.insert_header("x-request-id", ctx.request_id.as_str());
+    if code == ErrorCode::TunnelReconnecting {
+        let _ = resp.insert_header("retry-after", ctx.retry_after.unwrap_or(1).max(1));
+    }
     if code == ErrorCode::MethodNotAllowed {
         if let Some(MethodSet::Only(methods)) = route.map(|r| &r.methods) {
             let _ = resp.insert_header("allow", methods.join(", "));
@@ -67,6 +70,18 @@ pub(super) fn classify(e: &Error) -> Option<ErrorCode> {
     }
 }
 
+/// A tunnel route's failure that no filter classified: when the agent carrying the request
+/// is gone, say so (502 `tunnel_disconnected`) rather than "upstream unreachable", which would
+/// blame the customer's origin. `None`: not a tunnel route, or the agent is still there.
+pub(super) fn tunnel_failure(e: &Error, ctx: &RequestCtx) -> Option<ErrorCode> {
+    let agent = ctx.tunnel_agent.as_ref()?;
+    match e.esource() {
+        ErrorSource::Downstream => None,
+        _ if agent.is_closed() => Some(ErrorCode::TunnelDisconnected),
+        _ => None,
+    }
+}
+
 /// What went wrong with the upstream, if anything did, for `portcullis_upstream_errors_total`.
 pub(super) fn upstream_error_kind(
     e: Option<&Error>,
@@ -75,7 +90,9 @@ pub(super) fn upstream_error_kind(
     use ErrorType::*;
     match ctx.denial {
         Some(ErrorCode::DestinationDenied) => return Some(UpstreamErrorKind::DestinationDenied),
-        Some(ErrorCode::UpstreamUnreachable) if ctx.upstream_addr.is_none() => {
+        Some(ErrorCode::UpstreamUnreachable)
+            if ctx.upstream_addr.is_none() && ctx.tunnel_agent.is_none() =>
+        {
             return Some(UpstreamErrorKind::NoHealthyTarget)
         }
         _ => {}

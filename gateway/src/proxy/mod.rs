@@ -28,6 +28,7 @@ use crate::observe::record::redact_query;
 use crate::observe::Recorders;
 use crate::outcome::ErrorCode;
 use crate::runtime::SharedRuntime;
+use crate::upstream::tunnel::TunnelRegistry;
 
 mod admit;
 mod ctx;
@@ -43,14 +44,24 @@ const GUARDED_RESPONSE_HEADERS: [&str; 2] = ["set-cookie", "set-cookie2"];
 pub(crate) struct Gateway {
     runtime: SharedRuntime,
     recorders: Arc<Recorders>,
+    tunnels: Arc<TunnelRegistry>,
 }
 
 // === impl Gateway ===
 
 impl Gateway {
-    /// A gateway serving whatever runtime is current, recording into `recorders`.
-    pub(crate) fn new(runtime: SharedRuntime, recorders: Arc<Recorders>) -> Self {
-        Self { runtime, recorders }
+    /// A gateway serving whatever runtime is current, recording into `recorders`, reaching
+    /// tunnel routes through the agents in `tunnels`.
+    pub(crate) fn new(
+        runtime: SharedRuntime,
+        recorders: Arc<Recorders>,
+        tunnels: Arc<TunnelRegistry>,
+    ) -> Self {
+        Self {
+            runtime,
+            recorders,
+            tunnels,
+        }
     }
 
     /// Writes the error response for `code`; `Ok(true)` tells Pingora the request is answered.
@@ -166,7 +177,14 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        peer::saas_peer(ctx)
+        if ctx
+            .route()
+            .is_some_and(|(route, _)| route.upstream.tunnel().is_some())
+        {
+            peer::tunnel_peer(ctx, &self.tunnels)
+        } else {
+            peer::saas_peer(ctx)
+        }
     }
 
     fn fail_to_connect(
@@ -245,7 +263,10 @@ impl ProxyHttp for Gateway {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let code = ctx.denial.or_else(|| error::classify(e));
+        let code = ctx
+            .denial
+            .or_else(|| error::tunnel_failure(e, ctx))
+            .or_else(|| error::classify(e));
         if code == Some(ErrorCode::BodyTooLarge) {
             // Read (and discard) what the client is still sending, briefly, so that it sees the
             // 413 rather than a connection reset.

@@ -14,7 +14,7 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use portcullis_config::{KeyDigests, Snapshot};
+use portcullis_config::{KeyDigests, RouteUpstream, Snapshot};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use zeroize::Zeroizing;
@@ -24,6 +24,7 @@ use crate::secrets::{
     Environment, FingerprintChange, FingerprintKey, SecretStore, SecretUsage, SecretUsageRegistry,
 };
 use crate::upstream::egress::{egress_document, EgressSelector};
+use crate::upstream::tunnel::TunnelTokens;
 use crate::upstream::{
     load_ca_bundle, CaBundle, CaFileError, GroupKey, UpstreamGroup, UpstreamGroupSpec,
     UpstreamGroups,
@@ -57,6 +58,8 @@ pub(crate) struct Runtime {
     pub(crate) admin_token: Option<KeyDigests>,
     /// What this build saw happen to each referenced secret (for the audit log).
     pub(crate) secret_changes: Vec<(String, String, FingerprintChange)>,
+    /// Which tunnel each broker token opens (swapped with the rest of the runtime).
+    pub(crate) tunnel_tokens: TunnelTokens,
 }
 
 /// A runtime and the upstream groups it created, which still need their DNS resolution
@@ -88,8 +91,9 @@ pub(crate) struct RouteRuntime {
     pub(crate) name: Arc<str>,
     /// The route's tenant, likewise.
     pub(crate) tenant: Arc<str>,
-    /// Upstream selection over the resolved targets.
-    pub(crate) upstream: Arc<UpstreamGroup>,
+    /// Upstream selection over the resolved targets; `None` for tunnel routes, which reach
+    /// an agent origin by name and have no addresses to resolve or health-check.
+    pub(crate) upstream: Option<Arc<UpstreamGroup>>,
     /// Injected headers with every reference resolved.
     pub(crate) injected: InjectedHeaders,
     /// CA bundle for upstream verification, when the route names one.
@@ -148,6 +152,20 @@ impl Runtime {
                 });
             }
         }
+        if let Some(tls) = config.tunnel.as_ref().and_then(|t| t.tls.as_ref()) {
+            if let Err(reason) = check_tls_files(&tls.cert, &tls.key) {
+                errors.push(BuildError::TlsListener {
+                    listen: format!(
+                        "tunnel.listen {}",
+                        config
+                            .tunnel
+                            .as_ref()
+                            .map_or_else(String::new, |t| t.listen.to_string())
+                    ),
+                    reason,
+                });
+            }
+        }
         let secret_refs = config.secret_refs();
         let secrets = SecretStore::load(
             &config.secrets,
@@ -190,19 +208,24 @@ impl Runtime {
                 route.upstream_http2.hash(&mut h);
                 h.finish()
             };
-            let targets = route.upstream.targets();
-            let key = GroupKey::new(targets, &route.health_check, route.tls_verify, ca.as_ref());
-            let upstream = groups.get_or_create(
-                key,
-                cx.previous.map(|p| &p.groups),
-                &mut new_groups,
-                UpstreamGroupSpec {
-                    targets,
-                    health: &route.health_check,
-                    tls_verify: route.tls_verify,
-                    ca: ca.as_ref(),
-                },
-            );
+            let upstream = match &route.upstream {
+                RouteUpstream::Tunnel { .. } => None,
+                RouteUpstream::Saas { targets } => {
+                    let key =
+                        GroupKey::new(targets, &route.health_check, route.tls_verify, ca.as_ref());
+                    Some(groups.get_or_create(
+                        key,
+                        cx.previous.map(|p| &p.groups),
+                        &mut new_groups,
+                        UpstreamGroupSpec {
+                            targets,
+                            health: &route.health_check,
+                            tls_verify: route.tls_verify,
+                            ca: ca.as_ref(),
+                        },
+                    ))
+                }
+            };
             let injected = InjectedHeaders::resolve(&route.headers, tenant, &secrets, cx.env);
             let secret_usage = route
                 .secret_refs
@@ -239,6 +262,7 @@ impl Runtime {
             .map(EgressSelector::new)
             .collect();
         let egress_document = egress_document(&config.egress_pools);
+        let tunnel_tokens = TunnelTokens::new(&config);
         Ok(Built {
             runtime: Self {
                 config,
@@ -250,6 +274,7 @@ impl Runtime {
                 loaded_at: SystemTime::now(),
                 admin_token,
                 secret_changes,
+                tunnel_tokens,
             },
             new_groups,
         })

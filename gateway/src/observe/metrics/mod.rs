@@ -35,6 +35,9 @@ use crate::outcome::ErrorCode;
 
 #[cfg(test)]
 mod tests;
+mod tunnels;
+
+pub(crate) use self::tunnels::{TunnelMetrics, TunnelSample};
 
 /// The content type of [`Metrics::encode`]'s output (`text/plain; version=0.0.4`).
 pub(crate) const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
@@ -131,6 +134,7 @@ pub(crate) struct Metrics {
     secret_expiry: GaugeVec,
     audit_dropped: IntCounter,
     audit_written: IntCounter,
+    tunnels: TunnelMetrics,
 }
 
 /// The counters of one (tenant, route), pre-resolved so the request path only touches atomics.
@@ -336,6 +340,7 @@ impl Metrics {
             &registry,
             IntCounter::new("portcullis_audit_lines_total", "Audit lines written."),
         );
+        let tunnels = TunnelMetrics::register(&registry);
 
         Metrics {
             registry,
@@ -353,6 +358,7 @@ impl Metrics {
             secret_expiry,
             audit_dropped,
             audit_written,
+            tunnels,
         }
     }
 
@@ -498,6 +504,11 @@ impl Metrics {
     /// `portcullis_audit_lines_total`: audit lines written.
     pub(crate) fn audit_written(&self) -> &IntCounter {
         &self.audit_written
+    }
+
+    /// The broker tunnel families (`portcullis_tunnel_*`, `portcullis_tcp_route_*`).
+    pub(crate) fn tunnels(&self) -> &TunnelMetrics {
+        &self.tunnels
     }
 }
 
