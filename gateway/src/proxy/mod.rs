@@ -263,10 +263,12 @@ impl ProxyHttp for Gateway {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let code = ctx
-            .denial
-            .or_else(|| error::tunnel_failure(e, ctx))
-            .or_else(|| error::classify(e));
+        let code = match ctx.denial {
+            Some(code) => Some(code),
+            None => error::tunnel_failure(e, ctx)
+                .await
+                .or_else(|| error::classify(e)),
+        };
         if code == Some(ErrorCode::BodyTooLarge) {
             // Read (and discard) what the client is still sending, briefly, so that it sees the
             // 413 rather than a connection reset.
