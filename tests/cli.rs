@@ -5,6 +5,7 @@ mod support;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use support::*;
 
@@ -170,11 +171,46 @@ async fn the_demo_proxies_with_an_injected_secret_from_its_egress_ip() {
         .unwrap();
     assert_eq!(resp.status(), 200);
 
+    // Through the demo's broker tunnel: the in-process agent connects on its own, then serves
+    // the internal service with a credential only it holds.
+    let internal = format!("http://127.0.0.1:{port}/demo/internal/hello");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let echo = loop {
+        let resp = c
+            .get(&internal)
+            .header("x-portcullis-key", "demo-key")
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 200 {
+            break json(&resp.text().await.unwrap());
+        }
+        // 502 tunnel_offline until the agent has connected.
+        assert_eq!(resp.status(), 502);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the demo agent never connected"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(echo["path"], "/internal-api/hello");
+    assert_eq!(
+        echo["headers"]["authorization"],
+        "Bearer demo-internal-credential-held-by-the-agent"
+    );
+    assert!(echo["headers"].get("x-portcullis-key").is_none(), "{echo}");
+
     child.kill().unwrap();
     let out = child.wait_with_output().unwrap();
     let banner = String::from_utf8(out.stdout).unwrap();
     assert!(
         banner.contains(&format!("curl -s http://127.0.0.1:{port}/demo/echo/hello")),
+        "{banner}"
+    );
+    assert!(
+        banner.contains(&format!(
+            "curl -s http://127.0.0.1:{port}/demo/internal/hello"
+        )),
         "{banner}"
     );
 }
