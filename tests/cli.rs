@@ -85,6 +85,51 @@ fn check_reports_every_error_with_its_location_and_exits_1() {
 }
 
 #[test]
+fn check_warns_about_a_plaintext_tunnel_listener_and_a_tunnel_without_tokens() {
+    let out = portcullis()
+        .args(["check", "--config"])
+        .arg(repo_file("tests/fixtures/valid/tunnels.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("warning: tunnel: insecure_plaintext = true: agents on 0.0.0.0:7443 connect without TLS"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "warning: tunnels 'globex-hq': no token_sha256, so no agent can connect to it"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_reads_the_tunnel_certificate_like_run_does() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tunnel.pem"), "not a certificate").unwrap();
+    std::fs::write(dir.path().join("tunnel.key"), "not a key").unwrap();
+    let path = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &path,
+        "[tunnel]\nlisten = \"127.0.0.1:7443\"\ncert = \"tunnel.pem\"\nkey = \"tunnel.key\"\n",
+    )
+    .unwrap();
+    let out = portcullis()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("error: TLS listener tunnel.listen 127.0.0.1:7443: cert"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn check_names_a_missing_file() {
     let out = portcullis()
         .args(["check", "--config", "/nonexistent/portcullis.toml"])
