@@ -195,7 +195,12 @@ impl ProxyHttp for Gateway {
         mut e: Box<Error>,
     ) -> Box<Error> {
         let retries = ctx.route().map_or(0, |(route, _)| route.retries);
-        if ctx.connect_attempts <= retries && session.req_header().method.is_idempotent() {
+        // A stream that could not be opened on an agent that has just gone carried nothing:
+        // another agent may take even a non-idempotent request.
+        let agent_gone = ctx.tunnel_agent.as_ref().is_some_and(|a| a.is_closed());
+        if ctx.connect_attempts <= retries
+            && (agent_gone || session.req_header().method.is_idempotent())
+        {
             e.set_retry(true);
         }
         e

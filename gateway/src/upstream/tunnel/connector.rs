@@ -60,15 +60,11 @@ impl L4Connect for TunnelConnector {
                 ErrorType::ConnectTimedout,
                 format!("opening a stream to tunnel agent '{agent}' timed out"),
             ),
-            Ok(Err(e)) => {
-                let mut e = Error::explain(
-                    ErrorType::ConnectError,
-                    format!("tunnel agent '{agent}': {e}"),
-                );
-                // Nothing was sent: another agent may take the request.
-                e.set_retry(true);
-                Err(e)
-            }
+            // Nothing was sent; `fail_to_connect` decides whether another agent gets a try.
+            Ok(Err(e)) => Error::e_explain(
+                ErrorType::ConnectError,
+                format!("tunnel agent '{agent}': {e}"),
+            ),
         }
     }
 }
