@@ -404,3 +404,6 @@ fn revoke(session: &AgentSession) {
         "the token was removed from the gateway config",
     );
 }
+
+#[cfg(test)]
+mod tests;
