@@ -152,16 +152,14 @@ impl Runtime {
                 });
             }
         }
-        if let Some(tls) = config.tunnel.as_ref().and_then(|t| t.tls.as_ref()) {
+        if let Some((tunnel, tls)) = config
+            .tunnel
+            .as_ref()
+            .and_then(|t| t.tls.as_ref().map(|tls| (t, tls)))
+        {
             if let Err(reason) = check_tls_files(&tls.cert, &tls.key) {
                 errors.push(BuildError::TlsListener {
-                    listen: format!(
-                        "tunnel.listen {}",
-                        config
-                            .tunnel
-                            .as_ref()
-                            .map_or_else(String::new, |t| t.listen.to_string())
-                    ),
+                    listen: format!("tunnel.listen {}", tunnel.listen),
                     reason,
                 });
             }
