@@ -138,6 +138,8 @@ impl TunnelMetrics {
             self.streams_open
                 .with_label_values(&labels)
                 .set(i64::try_from(s.streams_open).unwrap_or(i64::MAX));
+            // Exported from the start at 0, so that `increase()` sees the first reconnect.
+            let _ = self.reconnects.with_label_values(&labels);
             for (direction, total) in [
                 ("to_agent", s.bytes_to_agent),
                 ("from_agent", s.bytes_from_agent),
@@ -169,5 +171,62 @@ impl TunnelMetrics {
 impl std::fmt::Debug for TunnelMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TunnelMetrics").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Metrics;
+    use super::*;
+
+    fn sample(agents: u64, to_agent: u64) -> TunnelSample<'static> {
+        TunnelSample {
+            tenant: "acme",
+            tunnel: "acme-dc1",
+            agents,
+            streams_open: 2,
+            bytes_to_agent: to_agent,
+            bytes_from_agent: 7,
+        }
+    }
+
+    #[test]
+    fn sync_sets_gauges_never_lowers_counters_and_forgets_removed_tunnels() {
+        let metrics = Metrics::new("test");
+        let tunnels = metrics.tunnels();
+        tunnels.sync(&[sample(2, 1000)]);
+        let text = metrics.encode();
+        for line in [
+            r#"portcullis_tunnel_agents{tenant="acme",tunnel="acme-dc1"} 2"#,
+            r#"portcullis_tunnel_streams_open{tenant="acme",tunnel="acme-dc1"} 2"#,
+            r#"portcullis_tunnel_bytes_total{direction="to_agent",tenant="acme",tunnel="acme-dc1"} 1000"#,
+            r#"portcullis_tunnel_bytes_total{direction="from_agent",tenant="acme",tunnel="acme-dc1"} 7"#,
+            r#"portcullis_tunnel_reconnects_total{tenant="acme",tunnel="acme-dc1"} 0"#,
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
+        // A total read a moment low (a session between two counters) never lowers a counter.
+        tunnels.sync(&[sample(1, 900)]);
+        let text = metrics.encode();
+        assert!(text.contains(r#"portcullis_tunnel_agents{tenant="acme",tunnel="acme-dc1"} 1"#));
+        assert!(text.contains(
+            r#"portcullis_tunnel_bytes_total{direction="to_agent",tenant="acme",tunnel="acme-dc1"} 1000"#
+        ));
+        tunnels.reconnected("acme", "acme-dc1");
+        tunnels.handshake_failed("bad_token");
+        tunnels.tcp_connection("acme-db", "closed");
+        let text = metrics.encode();
+        assert!(text
+            .contains(r#"portcullis_tunnel_reconnects_total{tenant="acme",tunnel="acme-dc1"} 1"#));
+        assert!(
+            text.contains(r#"portcullis_tunnel_handshake_failures_total{reason="bad_token"} 1"#)
+        );
+        assert!(text.contains(
+            r#"portcullis_tcp_route_connections_total{result="closed",route="acme-db"} 1"#
+        ));
+        // The tunnel is no longer configured: its series go.
+        tunnels.sync(&[]);
+        let text = metrics.encode();
+        assert!(!text.contains("acme-dc1"), "{text}");
     }
 }
