@@ -178,12 +178,24 @@ fn start_agent(
     agent_id: &str,
     origins: &str,
 ) -> AgentProcess {
+    start_agent_with(pki, gateways, token, agent_id, "", origins)
+}
+
+fn start_agent_with(
+    pki: &Pki,
+    gateways: &[SocketAddr],
+    token: &str,
+    agent_id: &str,
+    top: &str,
+    origins: &str,
+) -> AgentProcess {
     AgentProcess::start(
         &AgentSetup {
             gateways,
             token,
             ca_file: &pki.ca_file,
             agent_id,
+            top,
         },
         origins,
         &[("SONAR_TOKEN", AGENT_SECRET)],
@@ -781,6 +793,29 @@ async fn one_agent_serves_two_gateways_with_no_shared_state() {
         );
     }
     assert_eq!(agents(&two, "acme-dc1").await, ["agent-a"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_websocket_transport_reaches_the_same_listener() {
+    let pki = Pki::new();
+    let origin = origin().await;
+    let gw = start_gateway(&pki.cert, &Gw::default());
+    let _agent = start_agent_with(
+        &pki,
+        &[gw.tunnel_addr.unwrap()],
+        TOKEN_A,
+        "agent-ws",
+        "transport = \"websocket\"",
+        &origins(&origin, "agent-ws", None),
+    );
+    wait_agents(&gw, "acme-dc1", &["agent-ws"]).await;
+    assert_eq!(
+        get(&gw, "/acme/sonar/api/x", KEY).await,
+        (200, "via agent-ws".into())
+    );
+    let connect = wait_audit(&gw, "tunnel_connect", "success").await;
+    assert_eq!(connect["detail"]["transport"], "websocket");
+    assert_eq!(connect["detail"]["tls"], true);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

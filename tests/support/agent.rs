@@ -59,6 +59,8 @@ pub struct AgentSetup<'a> {
     pub token: &'a str,
     pub ca_file: &'a Path,
     pub agent_id: &'a str,
+    /// Extra top-level keys (e.g. `transport = "websocket"`).
+    pub top: &'a str,
 }
 
 impl AgentProcess {
@@ -70,11 +72,12 @@ impl AgentProcess {
         let gateways: Vec<String> = setup.gateways.iter().map(|g| format!("\"{g}\"")).collect();
         let config = format!(
             "gateways = [{}]\ntoken_file = \"token\"\nca_file = \"{}\"\naudit = \"audit.jsonl\"\n\
-             agent_id = \"{}\"\n\n[heartbeat]\ninterval_ms = 500\ntimeout_ms = 3000\n\n\
+             agent_id = \"{}\"\n{}\n\n[heartbeat]\ninterval_ms = 500\ntimeout_ms = 3000\n\n\
              [backoff]\ninitial_ms = 100\nmax_ms = 1000\n\n{origins}",
             gateways.join(", "),
             setup.ca_file.display(),
             setup.agent_id,
+            setup.top,
         );
         let config_path = dir.join("agent.toml");
         std::fs::write(&config_path, config).unwrap();
