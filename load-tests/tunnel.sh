@@ -21,11 +21,12 @@ AGENT="$ROOT/target/release/portcullis-agent"
 
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
-# nginx: 200 "ok" from memory, a 1 GiB file to download, and a sink that reads and discards
-# a request body of any size.
+# nginx: 200 "ok" from memory, and a 1 GiB file to download.
 UPSTREAM_PORT="$(free_port)"
-mkdir -p "$WORK/nginx"
-truncate -s 1G "$WORK/big.bin"
+mkdir -p "$WORK/nginx" "$WORK/www"
+truncate -s 1G "$WORK/www/big.bin"
+# nginx's workers run as another user: let them through to www/ (and no further).
+chmod 711 "$WORK"; chmod 755 "$WORK/www"; chmod 644 "$WORK/www/big.bin"
 cat > "$WORK/nginx/nginx.conf" <<NGINX
 worker_processes 1;
 daemon off;
@@ -38,7 +39,7 @@ http {
     client_max_body_size 0;
     server {
         listen 127.0.0.1:$UPSTREAM_PORT;
-        location = /big.bin { root $WORK; }
+        location = /big.bin { root $WORK/www; }
         location / { return 200 "ok"; }
     }
 }
@@ -46,6 +47,63 @@ NGINX
 taskset -c "$LOAD_CPU" nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
 PIDS+=($!)
 wait_port "$UPSTREAM_PORT"
+
+# nginx answers an upload before reading it; this sink reads every byte of the body (length or
+# chunked), then answers with the count.
+cat > "$WORK/sink.py" <<'PY'
+import socket, sys, threading
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen(64)
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write(str(srv.getsockname()[1]))
+import os; os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+def serve(conn):
+    buf = bytearray(1 << 20)
+    view = memoryview(buf)
+    data = b""
+    while True:
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+        head, data = data.split(b"\r\n\r\n", 1)
+        headers = {l.split(b":", 1)[0].strip().lower(): l.split(b":", 1)[1].strip()
+                   for l in head.split(b"\r\n")[1:] if b":" in l}
+        got = 0
+        if b"content-length" in headers:
+            want = int(headers[b"content-length"]) - len(data)
+            got = len(data); data = b""
+            while want > 0:
+                n = conn.recv_into(view, min(want, len(buf)))
+                if n == 0:
+                    return
+                want -= n; got += n
+        elif headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+            while True:
+                while b"\r\n" not in data:
+                    data += conn.recv(65536)
+                line, data = data.split(b"\r\n", 1)
+                size = int(line.split(b";")[0], 16)
+                while len(data) < size + 2:
+                    more = conn.recv(1 << 20)
+                    if not more:
+                        return
+                    data += more
+                got += size; data = data[size + 2:]
+                if size == 0:
+                    break
+        body = str(got).encode()
+        conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+PY
+taskset -c "$LOAD_CPU" python3 "$WORK/sink.py" "$WORK/sink.port" &
+PIDS+=($!)
+for _ in $(seq 1 200); do [ -s "$WORK/sink.port" ] && break; sleep 0.05; done
+SINK_PORT="$(cat "$WORK/sink.port")"
 
 # A test CA and the tunnel listener's certificate for 127.0.0.1.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
@@ -90,6 +148,12 @@ tenant = "bench"
 path = "/tunnel"
 tunnel = "bench-dc"
 target = "http://nginx"
+[[routes]]
+name = "sink"
+tenant = "bench"
+path = "/sink"
+tunnel = "bench-dc"
+target = "http://sink"
 TOML
 
 RUST_LOG=warn taskset -c "$SUT_CPU" "$PORTCULLIS" run --threads 1 --config "$WORK/gateway.toml" \
@@ -110,6 +174,10 @@ agent_id = "bench-agent"
 [[origins]]
 name = "nginx"
 url = "http://127.0.0.1:$UPSTREAM_PORT"
+[[origins]]
+name = "sink"
+url = "http://127.0.0.1:$SINK_PORT"
+response_timeout_ms = 600000
 TOML
 PORTCULLIS_AGENT_LOG=warn taskset -c "$AGENT_CPU" "$AGENT" --config "$WORK/agent.toml" \
     > "$WORK/agent.log" 2>&1 &
@@ -126,14 +194,16 @@ echo "gateway $GW (tunnel $TUNNEL), gateway on cpu $SUT_CPU, wrk+nginx on cpu $L
 echo "load average before: $(loadavg)"
 for route in direct tunnel; do run_wrk "http://$GW/$route/warmup" 2 >/dev/null; done
 
+# `nginx` is wrk straight at the upstream: the limit of this rig, for scale.
+url_of() { if [ "$1" = nginx ]; then echo "http://127.0.0.1:$UPSTREAM_PORT/x"; else echo "http://$GW/$1/x"; fi; }
 declare -A CPU REQ ERR RPS
-for route in direct tunnel; do CPU[$route]=0; REQ[$route]=0; ERR[$route]=0; RPS[$route]=0; done
+for route in nginx direct tunnel; do CPU[$route]=0; REQ[$route]=0; ERR[$route]=0; RPS[$route]=0; done
 AGENT_CPU_US=0
 printf '%-6s %-7s %10s %7s %10s %14s %14s %s\n' round route requests errors req/s gw_cpu_us/req agent_cpu_us/req loadavg
 for round in $(seq 1 "$ROUNDS"); do
-    for route in direct tunnel; do
+    for route in nginx direct tunnel; do
         gw_before=$(cpu_us "$GW_PID"); ag_before=$(cpu_us "$AGENT_PID")
-        read -r requests errors rps < <(run_wrk "http://$GW/$route/x" "$SECONDS_PER_RUN")
+        read -r requests errors rps < <(run_wrk "$(url_of "$route")" "$SECONDS_PER_RUN")
         gw_used=$(( $(cpu_us "$GW_PID") - gw_before )); ag_used=$(( $(cpu_us "$AGENT_PID") - ag_before ))
         CPU[$route]=$(( CPU[$route] + gw_used )); REQ[$route]=$(( REQ[$route] + requests ))
         ERR[$route]=$(( ERR[$route] + errors ))
@@ -148,7 +218,7 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 echo
-for route in direct tunnel; do
+for route in nginx direct tunnel; do
     printf '%-7s %10.0f req/s mean, %6.2f gateway cpu_us/req, %d requests, %d errors\n' "$route" \
         "$(echo "${RPS[$route]} / $ROUNDS" | bc -l)" "$(echo "${CPU[$route]} / ${REQ[$route]}" | bc -l)" \
         "${REQ[$route]}" "${ERR[$route]}"
@@ -167,12 +237,13 @@ echo "peak RSS before streaming: gateway $(rss_kib "$GW_PID") KiB, agent $(rss_k
 read -r down_bytes down_s < <(curl -s -o /dev/null -w '%{size_download} %{time_total}\n' \
     -H 'x-portcullis-key: bench-key' "http://$GW/tunnel/big.bin")
 up_before=$(bytes_to_agent)
-read -r up_code up_bytes up_s < <(curl -s -o /dev/null -w '%{http_code} %{size_upload} %{time_total}\n' \
-    -T "$WORK/big.bin" -H 'x-portcullis-key: bench-key' "http://$GW/tunnel/upload")
+read -r up_code up_bytes up_s < <(curl -s -o "$WORK/upload.out" -w '%{http_code} %{size_upload} %{time_total}\n' \
+    -T "$WORK/www/big.bin" -H 'Expect:' -H 'x-portcullis-key: bench-key' "http://$GW/sink/upload")
 up_after=$(bytes_to_agent)
 printf 'download: %s bytes in %.1f s (%.0f MiB/s)\n' "$down_bytes" "$down_s" "$(echo "$down_bytes / $down_s / 1048576" | bc -l)"
-printf 'upload:   %s bytes in %.1f s (%.0f MiB/s), status %s, %s bytes into the tunnel\n' "$up_bytes" "$up_s" \
-    "$(echo "$up_bytes / $up_s / 1048576" | bc -l)" "$up_code" "$(echo "$up_after - $up_before" | bc)"
+printf 'upload:   %s bytes in %.1f s (%.0f MiB/s), status %s, %s bytes into the tunnel, %s received by the origin\n' \
+    "$up_bytes" "$up_s" "$(echo "$up_bytes / $up_s / 1048576" | bc -l)" "$up_code" \
+    "$(echo "$up_after - $up_before" | bc)" "$(cat "$WORK/upload.out")"
 GW_RSS=$(rss_kib "$GW_PID"); AG_RSS=$(rss_kib "$AGENT_PID")
 printf 'peak RSS after 1 GiB each way: gateway %d KiB (%.1f MiB), agent %d KiB (%.1f MiB) (target < 64 MiB each)\n' \
     "$GW_RSS" "$(echo "$GW_RSS / 1024" | bc -l)" "$AG_RSS" "$(echo "$AG_RSS / 1024" | bc -l)"
@@ -180,4 +251,5 @@ echo "load average after: $(loadavg)"
 
 [ "${ERR[direct]}" -eq 0 ] && [ "${ERR[tunnel]}" -eq 0 ] || { echo "INVALID RUN: errors" >&2; exit 1; }
 [ "$down_bytes" = 1073741824 ] && [ "$up_bytes" = 1073741824 ] && [ "$up_code" = 200 ] \
+    && [ "$(cat "$WORK/upload.out")" = 1073741824 ] \
     || { echo "INVALID RUN: a 1 GiB transfer did not complete" >&2; exit 1; }
