@@ -144,6 +144,75 @@ fn check_names_a_missing_file() {
 }
 
 #[test]
+fn check_builds_the_runtime_and_reports_every_error_run_would_stop_at() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("not-a-ca.pem"), "this is not PEM\n").unwrap();
+    std::fs::write(dir.path().join("cert.pem"), TestCert::generate().cert_pem).unwrap();
+    std::fs::write(dir.path().join("garbage.key"), "-----BEGIN NOTHING-----\n").unwrap();
+    let config = dir.path().join("gw.toml");
+    std::fs::write(
+        &config,
+        r#"
+[server]
+listen = ["127.0.0.1:0"]
+admin_listen = "127.0.0.1:0"
+
+[[server.tls]]
+listen = "127.0.0.1:0"
+cert = "cert.pem"
+key = "garbage.key"
+
+[admin]
+token_file = "no-such-token-file"
+
+[[tenants]]
+id = "acme"
+
+[[routes]]
+name = "pd"
+tenant = "acme"
+path = "/pd"
+target = "https://api.pagerduty.com"
+ca_file = "not-a-ca.pem"
+"#,
+    )
+    .unwrap();
+    let out = portcullis()
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("admin token: "), "{stderr}");
+    assert!(stderr.contains("no-such-token-file"), "{stderr}");
+    assert!(
+        stderr.contains("TLS listener 127.0.0.1:0: key '"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("route 'pd': ca_file '"), "{stderr}");
+    // Each problem once: the CA error used to be printed twice in one line.
+    assert_eq!(
+        stderr.matches("no certificate found").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("3 errors in "), "{stderr}");
+
+    // `run` stops at the same errors, all of them, before binding anything.
+    let out = portcullis()
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let run_stderr = String::from_utf8(out.stderr).unwrap();
+    for needle in ["admin token: ", "TLS listener", "route 'pd': ca_file"] {
+        assert!(run_stderr.contains(needle), "{run_stderr}");
+    }
+}
+
+#[test]
 fn hash_key_reads_stdin() {
     let mut child = portcullis()
         .arg("hash-key")

@@ -109,6 +109,24 @@ async fn admin(
     (status, json(&resp.text().await.unwrap()))
 }
 
+async fn scrape(gw: &GatewayProcess) -> String {
+    client()
+        .get(gw.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The value of the sample `series` (name and labels exactly as exported), if present.
+fn metric_value(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
 async fn active_hash(gw: &GatewayProcess) -> String {
     let (_, status) = admin(gw, reqwest::Method::GET, "/api/v1/status").await;
     status["config"]["hash"].as_str().unwrap().to_owned()
@@ -142,7 +160,7 @@ async fn reloads_under_load_drop_no_request() {
                 && Instant::now() < deadline
             {
                 // One worker in eight streams slowly through several reloads.
-                let slow = worker == 0 && i % 4 == 0;
+                let slow = worker == 0 && i.is_multiple_of(4);
                 i += 1;
                 let path = if slow { "/slow" } else { "/fast" };
                 let result = match c
@@ -219,7 +237,7 @@ async fn reloads_under_load_drop_no_request() {
     assert_eq!(gw.config_text(), gw.fill(&last_valid));
     // The watcher may still be settling on the last write; it reloads the same file.
     eventually(
-        Duration::from_secs(5),
+        Duration::from_secs(20),
         "active hash = last valid file",
         || {
             let gw = &gw;
@@ -260,22 +278,21 @@ async fn an_invalid_reload_keeps_the_old_config_and_says_why_everywhere() {
     let (_, status) = admin(&gw, reqwest::Method::GET, "/api/v1/status").await;
     assert_eq!(status["last_reload"]["result"], "error");
     assert_eq!(status["last_reload"]["errors"][0].as_str().unwrap(), error);
-    let metrics = client()
-        .get(gw.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("portcullis_config_reloads_total{result=\"error\"} "),
+    // The error series exists (at 0) from startup; the rejected reload must have counted.
+    let metrics = scrape(&gw).await;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "portcullis_config_reloads_total{result=\"error\"}"
+        ),
+        Some(1.0),
         "{metrics}"
     );
-    assert!(
-        gw.log().contains("retries: 99 is more than 5"),
-        "the log names the error"
-    );
+    // The log names the error (log lines are written by a background thread).
+    eventually(Duration::from_secs(20), "the error in the log", || async {
+        gw.log().contains("retries: 99 is more than 5")
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -296,7 +313,7 @@ async fn file_changes_and_sighup_reload_and_secrets_rotate_without_restart() {
 
     // An editor-style save (write + rename) is picked up by the watcher.
     gw.write_config(&config(&upstream, "b", ""));
-    eventually(Duration::from_secs(5), "file watch reload", || async {
+    eventually(Duration::from_secs(20), "file watch reload", || async {
         get().await.unwrap().text().await.unwrap() == "b"
     })
     .await;
@@ -310,9 +327,15 @@ async fn file_changes_and_sighup_reload_and_secrets_rotate_without_restart() {
         gw.dir.path().join("secrets/acme/pd"),
     )
     .unwrap();
-    eventually(Duration::from_secs(5), "secret rotation", || async {
+    eventually(Duration::from_secs(20), "secret rotation", || async {
         get().await.unwrap();
         header_map(&upstream.last().await)["authorization"] == format!("Bearer {SECRET_V2}")
+    })
+    .await;
+    // Usage is recorded when a request ends, after its response went out: wait for it.
+    eventually(Duration::from_secs(20), "use count of 2", || async {
+        let (_, secrets) = admin(&gw, reqwest::Method::GET, "/api/v1/secrets").await;
+        secrets["secrets"][0]["use_count"].as_u64() >= Some(2)
     })
     .await;
     let (_, after) = admin(&gw, reqwest::Method::GET, "/api/v1/secrets").await;
@@ -326,7 +349,7 @@ async fn file_changes_and_sighup_reload_and_secrets_rotate_without_restart() {
 
     // SIGHUP reloads too.
     gw.signal("HUP");
-    eventually(Duration::from_secs(5), "SIGHUP reload", || async {
+    eventually(Duration::from_secs(20), "SIGHUP reload", || async {
         let (_, status) = admin(&gw, reqwest::Method::GET, "/api/v1/status").await;
         status["last_reload"]["trigger"] == "sighup"
     })
@@ -382,6 +405,12 @@ async fn the_admin_api_is_authenticated_and_never_shows_a_secret() {
     assert_eq!(status["counts"]["routes"], 1);
     assert_eq!(status["listeners"]["http"][0], gw.addr.to_string());
 
+    // Records are written when a request ends, after its response went out: wait for all four.
+    eventually(Duration::from_secs(20), "four traffic entries", || async {
+        let (_, traffic) = admin(&gw, reqwest::Method::GET, "/api/v1/traffic?after=0").await;
+        traffic["entries"].as_array().is_some_and(|e| e.len() == 4)
+    })
+    .await;
     let (_, routes) = admin(&gw, reqwest::Method::GET, "/api/v1/routes").await;
     let route = &routes["routes"][0];
     assert_eq!(route["name"], "acme-pd");
@@ -447,17 +476,18 @@ async fn the_audit_log_chains_every_request_and_admin_action() {
     assert_eq!(status, 200);
 
     let audit_path = gw.dir.path().join("audit.jsonl");
-    eventually(Duration::from_secs(5), "four audit lines", || {
-        let audit_path = audit_path.clone();
-        async move { std::fs::read_to_string(&audit_path).is_ok_and(|t| t.lines().count() >= 4) }
-    })
-    .await;
+    let lines = gw.audit_lines(4).await;
     let text = std::fs::read_to_string(&audit_path).unwrap();
-    let lines: Vec<serde_json::Value> = text.lines().map(json).collect();
-    assert_eq!(lines[0]["kind"], "request");
-    assert_eq!(lines[0]["path"], "/acme/pd/one");
-    assert_eq!(lines[2]["status"], 401);
-    assert_eq!(lines[2]["denial"], "unauthenticated");
+    let line = |path: &str| {
+        lines
+            .iter()
+            .find(|l| l["path"] == path)
+            .unwrap_or_else(|| panic!("no audit line for {path}: {text}"))
+    };
+    assert_eq!(line("/acme/pd/one")["kind"], "request");
+    assert_eq!(line("/acme/pd/one")["status"], 200);
+    assert_eq!(line("/acme/pd/three")["status"], 401);
+    assert_eq!(line("/acme/pd/three")["denial"], "unauthenticated");
     assert!(lines
         .iter()
         .any(|l| l["kind"] == "admin" && l["action"] == "reload"));
@@ -465,21 +495,17 @@ async fn the_audit_log_chains_every_request_and_admin_action() {
         assert_eq!(b["prev"], a["hash"]);
     }
     assert!(!text.contains(SECRET_V1) && !text.contains(KEY));
-    let metrics = client()
-        .get(gw.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let written: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("portcullis_audit_lines_total "))
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(written >= lines.len() as u64, "{written} < {}", lines.len());
+    // The counter is raised just after the lines reach the file: wait for it too.
+    eventually(
+        Duration::from_secs(20),
+        "the written-lines counter",
+        || async {
+            let metrics = scrape(&gw).await;
+            metric_value(&metrics, "portcullis_audit_lines_total")
+                .is_some_and(|written| written >= lines.len() as f64)
+        },
+    )
+    .await;
 
     let verify = |path: &std::path::Path| {
         std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
@@ -541,7 +567,7 @@ async fn json_logs_parse_and_carry_no_secret() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     let mut access = None;
-    eventually(Duration::from_secs(5), "access log line", || {
+    eventually(Duration::from_secs(20), "access log line", || {
         let found = gw
             .log()
             .lines()

@@ -777,3 +777,68 @@ allow_destinations = ["127.0.0.0/8"]
     );
     assert_eq!(header_map(&seen)["x-request-id"], id);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_the_upstream_cuts_short_is_recorded_as_aborted() {
+    // Announces 1000 bytes, sends 100, hangs up.
+    let (addr, _task) = raw_upstream(
+        "HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n",
+        &[b'x'; 100],
+    )
+    .await;
+    let routes = format!(
+        r#"
+[[routes]]
+name = "cut"
+tenant = "acme"
+path = "/cut"
+target = "http://{addr}"
+retries = 0
+allow_destinations = ["127.0.0.0/8"]
+"#
+    );
+    let gw = GatewayProcess::start(&config(&routes), &[]);
+    let c = client();
+    for _ in 0..5 {
+        let resp = c
+            .get(gw.url("/cut/x"))
+            .header("x-portcullis-key", KEY)
+            .send()
+            .await
+            .unwrap();
+        // The caller got the status before the cut; its body ends early.
+        assert_eq!(resp.status(), 200);
+        assert!(resp.bytes().await.map_or(true, |b| b.len() < 1000));
+    }
+    // Recorded as failures, not as 200s: in the metrics…
+    let aborted = "portcullis_requests_total{tenant=\"acme\",route=\"cut\",method=\"GET\",code=\"aborted\"} 5";
+    let scrape = || async {
+        let url = gw.admin_url("/metrics");
+        client()
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    eventually(
+        Duration::from_secs(20),
+        "five aborted requests in the metrics",
+        || async { scrape().await.contains(aborted) },
+    )
+    .await;
+    let metrics = scrape().await;
+    assert!(
+        !metrics.contains("route=\"cut\",method=\"GET\",code=\"200\""),
+        "{metrics}"
+    );
+    // …and in the access log, with the distinct outcome (written by a background thread).
+    eventually(
+        Duration::from_secs(20),
+        "five upstream_aborted access lines",
+        || async { gw.log().matches("denial=\"upstream_aborted\"").count() == 5 },
+    )
+    .await;
+}

@@ -13,7 +13,8 @@
 //! One folder per concern, top to bottom: `cli` (one file per subcommand) → `app` (process
 //! wiring, reload triggers, shutdown order) → `admin` (the admin API) and `control` (shared state
 //! and the reload function) → `proxy` (the request path) → `runtime` (the snapshot a request
-//! reads) → `upstream`, `secrets`, `observe` (records what happened; decides nothing) →
+//! reads) → `tokens` (key sets and exchanged tokens kept per route) → `upstream`, `secrets`,
+//! `observe` (records what happened; decides nothing) →
 //! `outcome`, `clock`. `listener` binds sockets for `app`; `demo` is the built-in demo.
 
 mod admin;
@@ -28,6 +29,7 @@ mod outcome;
 mod proxy;
 mod runtime;
 mod secrets;
+mod tokens;
 mod upstream;
 
 /// Runs the `portcullis` command line; the return value is the process exit code.

@@ -35,6 +35,8 @@ pub struct Recorded {
     pub headers: http::HeaderMap,
     pub peer: SocketAddr,
     pub body_len: u64,
+    /// The first 64 KiB of the body.
+    pub body: Vec<u8>,
 }
 
 /// How the mock upstream answers.
@@ -195,9 +197,16 @@ async fn handle(
 ) -> Response<BoxBody> {
     let (parts, mut body) = req.into_parts();
     let mut body_len = 0u64;
+    let mut kept = Vec::new();
     while let Some(frame) = body.frame().await {
         match frame {
-            Ok(f) => body_len += f.data_ref().map_or(0, |d| d.len() as u64),
+            Ok(f) => {
+                if let Some(d) = f.data_ref() {
+                    body_len += d.len() as u64;
+                    let room = (64 * 1024usize).saturating_sub(kept.len());
+                    kept.extend_from_slice(&d[..d.len().min(room)]);
+                }
+            }
             Err(_) => break,
         }
     }
@@ -208,6 +217,7 @@ async fn handle(
         headers: parts.headers,
         peer,
         body_len,
+        body: kept,
     };
     let reply = responder(&recorded);
     log.lock().await.push(recorded);
@@ -419,6 +429,21 @@ impl GatewayProcess {
     /// As `start`, letting the caller write files into the config directory first (`{DIR}` in
     /// the config is replaced by its path).
     pub fn start_with(config: &str, env: &[(&str, &str)], prepare: impl FnOnce(&Path)) -> Self {
+        Self::launch(config, env, prepare, false)
+    }
+
+    /// As `start_with`, run from the config directory with a relative `--config` path (as an
+    /// operator typing `portcullis run --config gw.toml` does).
+    pub fn start_relative(config: &str, env: &[(&str, &str)], prepare: impl FnOnce(&Path)) -> Self {
+        Self::launch(config, env, prepare, true)
+    }
+
+    fn launch(
+        config: &str,
+        env: &[(&str, &str)],
+        prepare: impl FnOnce(&Path),
+        relative: bool,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         prepare(dir.path());
         let config_path = dir.path().join("portcullis.toml");
@@ -427,9 +452,13 @@ impl GatewayProcess {
         let ready_path = dir.path().join("ready.json");
         let log = std::fs::File::create(&log_path).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
-        cmd.args(["run", "--threads", "1", "--config"])
-            .arg(&config_path)
-            .arg("--ready-file")
+        cmd.args(["run", "--threads", "1", "--config"]);
+        if relative {
+            cmd.current_dir(dir.path()).arg("portcullis.toml");
+        } else {
+            cmd.arg(&config_path);
+        }
+        cmd.arg("--ready-file")
             .arg(&ready_path)
             .env("RUST_LOG", "info")
             .env_remove("PORTCULLIS_CONFIG")
@@ -500,6 +529,21 @@ impl GatewayProcess {
     /// The config text as it is on disk now.
     pub fn config_text(&self) -> String {
         std::fs::read_to_string(&self.config_path).unwrap()
+    }
+
+    /// The audit file `{DIR}/audit.jsonl`, parsed, once it has at least `n` lines.
+    pub async fn audit_lines(&self, n: usize) -> Vec<serde_json::Value> {
+        let path = self.dir.path().join("audit.jsonl");
+        eventually(Duration::from_secs(20), &format!("{n} audit lines"), || {
+            let path = path.clone();
+            async move { std::fs::read_to_string(&path).is_ok_and(|t| t.lines().count() >= n) }
+        })
+        .await;
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(json)
+            .collect()
     }
 
     pub fn signal(&self, signal: &str) {
@@ -574,6 +618,39 @@ pub fn raw_request(addr: SocketAddr, request: &str) -> (u16, String) {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     (status, text)
+}
+
+/// A raw TCP upstream that answers every connection with `head` and `body`, then closes the
+/// connection — a response cut short when `body` is shorter than the head announces.
+pub async fn raw_upstream(
+    head: &'static str,
+    body: &'static [u8],
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                // Read the request head, then answer and hang up.
+                let mut buf = vec![0u8; 16 * 1024];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(body).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (addr, task)
 }
 
 /// Polls `check` until it returns true or `timeout` passes (then panics with `what`).

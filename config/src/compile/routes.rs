@@ -17,7 +17,7 @@ use crate::snapshot::*;
 use crate::Template;
 
 /// Hop-by-hop and framing headers a route may not inject: Pingora owns them.
-const NOT_INJECTABLE: &[&str] = &[
+pub(super) const NOT_INJECTABLE: &[&str] = &[
     "host",
     "content-length",
     "transfer-encoding",
@@ -174,6 +174,8 @@ impl Compiler<'_> {
                 ),
             }
         }
+        let mut auth_forward = Vec::new();
+        let auth = self.route_auth(&name, r, &mut secret_refs, &mut auth_forward);
         let caller_cidrs = r
             .caller_cidrs
             .as_ref()
@@ -304,8 +306,8 @@ impl Compiler<'_> {
         if self.r.count() > errors_before {
             return None;
         }
-        let (host, path_prefix, methods, rewrite, tenant) =
-            (host?, path_prefix?, methods?, rewrite?, tenant?);
+        let (host, path_prefix, methods, rewrite, tenant, auth) =
+            (host?, path_prefix?, methods?, rewrite?, tenant?, auth?);
         let upstream = match (r.tunnel.is_some(), tunnel) {
             (false, _) => RouteUpstream::Saas { targets },
             (true, Some(upstream)) => upstream,
@@ -322,6 +324,7 @@ impl Compiler<'_> {
             .iter()
             .map(|h| HeaderName::from_static(h))
             .chain(allowed_headers.iter().cloned())
+            .chain(auth_forward)
             .collect();
         let pass_set_cookie = allowed_headers.iter().any(|h| h == "set-cookie");
         let route = Route {
@@ -331,7 +334,7 @@ impl Compiler<'_> {
             rewrite,
             methods,
             upstream,
-            auth: RouteAuth::Inject,
+            auth,
             change_origin: r.change_origin.unwrap_or(true),
             allowed_headers,
             forward_headers,
@@ -389,7 +392,25 @@ pub fn parse_target(url: &str) -> Result<Target, String> {
     if host.is_empty() {
         return Err(format!("'{url}' has no host"));
     }
-    let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    // Not `port_u16()`: it is `None` for a port that does not fit in 16 bits, which would
+    // silently become the scheme's default (`:99999` connecting to 443), and it takes `+1`.
+    let port = match port_text(authority.as_str()) {
+        None => {
+            if tls {
+                443
+            } else {
+                80
+            }
+        }
+        Some(text) => match text.parse::<u16>() {
+            Ok(port) if port != 0 && text.bytes().all(|b| b.is_ascii_digit()) => port,
+            _ => {
+                return Err(format!(
+                    "'{url}': port '{text}' is not a number in 1..=65535"
+                ))
+            }
+        },
+    };
     let base_path = uri.path().trim_end_matches('/').to_owned();
     let authority = HeaderValue::from_str(&Target::authority_text(&host, port, tls))
         .map_err(|_| format!("'{url}': the host is not a valid Host header value"))?;
@@ -400,4 +421,14 @@ pub fn parse_target(url: &str) -> Result<Target, String> {
         base_path,
         authority,
     })
+}
+
+/// The port written in an authority (`h:8443`, `[::1]:8443`, `h:` gives `""`), if any.
+fn port_text(authority: &str) -> Option<&str> {
+    let after_host = match authority.rfind(']') {
+        // An IPv6 literal: its colons are not a port separator.
+        Some(end) => &authority[end + 1..],
+        None => authority.rfind(':').map_or("", |colon| &authority[colon..]),
+    };
+    after_host.strip_prefix(':')
 }

@@ -13,7 +13,7 @@ use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::{background_service, Opt, Server};
 use pingora::server::configuration::ServerConf;
 use pingora::server::RunArgs;
-use pingora::services::Service;
+use pingora::services::ServiceWithDependents;
 use portcullis_api::AuditPolicy;
 use portcullis_config::{LoadError, Snapshot};
 
@@ -51,9 +51,9 @@ pub(crate) struct ServeOptions {
 /// What to do once every listener is bound.
 pub(crate) type OnReady = Box<dyn FnOnce(&portcullis_api::Listeners)>;
 
-/// Extra services the caller runs in the same server (the demo's upstreams), each on a socket
-/// bound before the config is generated.
-pub(crate) type ExtraService = Box<dyn Service>;
+/// Extra services the caller runs in the same server (the demo's upstreams, each on a socket
+/// bound before the config is generated, and its traffic generator).
+pub(crate) type ExtraService = Box<dyn ServiceWithDependents>;
 
 /// Why the gateway did not start. Each variant lists every problem of its kind.
 #[derive(Debug, thiserror::Error)]
@@ -117,7 +117,14 @@ pub(crate) fn serve(
         .enable_all()
         .build()
         .map_err(|e| StartError::Setup(format!("starting the setup runtime: {e}")))?
-        .block_on(built.resolve());
+        .block_on(async {
+            // Installed now, before the gateway reports itself ready: a SIGHUP that arrives
+            // before the reload task runs must not kill the process (the default action).
+            if let Err(e) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                tracing::error!(error = %e, "cannot handle SIGHUP");
+            }
+            built.resolve().await;
+        });
     let runtime = built.runtime;
     for (route, state) in runtime.config.routes.iter().zip(&runtime.routes) {
         if !state.injected.missing.is_empty() {
@@ -356,37 +363,15 @@ fn build_server(
         "upstream discovery and health",
         background::UpstreamDriver::new(Arc::clone(&shared.runtime)),
     ));
+    // Created here, before the ready file is written: the file watch is already running.
     server.add_service(background_service(
         "reload triggers",
         triggers::ReloadTriggers::new(reloader),
     ));
     for service in extra {
-        server.add_boxed_service(Box::new(BoxedService(service)));
+        server.add_boxed_service(service);
     }
     Ok(server)
-}
-
-/// Lets a boxed [`Service`] be added where Pingora wants a sized one.
-struct BoxedService(Box<dyn Service>);
-
-#[async_trait::async_trait]
-impl Service for BoxedService {
-    async fn start_service(
-        &mut self,
-        fds: Option<pingora::server::ListenFds>,
-        shutdown: pingora::server::ShutdownWatch,
-        listeners_per_fd: usize,
-    ) {
-        self.0.start_service(fds, shutdown, listeners_per_fd).await;
-    }
-
-    fn name(&self) -> &str {
-        self.0.name()
-    }
-
-    fn threads(&self) -> Option<usize> {
-        self.0.threads()
-    }
 }
 
 /// Starts the audit writer and the shutdown orchestrator, then runs Pingora on this thread.

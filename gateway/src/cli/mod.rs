@@ -1,6 +1,6 @@
 //! The `portcullis` command line: clap types here, one file per subcommand.
 
-use std::io::IsTerminal;
+use std::io::{BufWriter, IsTerminal};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,8 +9,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod audit;
 mod check;
+mod console;
 mod hash_key;
 mod run;
+mod secrets;
+
+/// The log writer's buffer: lines queued while it writes go out together.
+const LOG_BUFFER: usize = 64 * 1024;
 
 /// Portcullis: the egress gateway for a hosted developer portal.
 #[derive(Debug, Parser)]
@@ -38,8 +43,8 @@ enum LogFormat {
 enum Command {
     /// Run the gateway (without --config: the built-in demo).
     Run(RunArgs),
-    /// Run the built-in demo: a config, a demo secret and a demo upstream.
-    Demo(ListenArgs),
+    /// Run the built-in demo (config, secrets, upstreams, traffic) and open the console on it.
+    Demo(DemoArgs),
     /// Validate a config file as `run` would, short of binding and DNS: prints `OK <hash>` or
     /// every error, exit 0/1.
     Check {
@@ -55,6 +60,12 @@ enum Command {
     /// Audit log tools.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Manage the encrypted secret store (`[secrets] store`): keygen, set, rotate, delete,
+    /// list, import. Values are read from stdin, never from arguments.
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
+    /// Open the operator console (a terminal UI) on a gateway's admin API.
+    Console(portcullis_console::ConsoleArgs),
 }
 
 /// `portcullis audit …`.
@@ -80,6 +91,17 @@ struct RunArgs {
     listen: ListenArgs,
 }
 
+/// Arguments of `demo`.
+#[derive(Debug, Clone, clap::Args)]
+struct DemoArgs {
+    /// Listener overrides.
+    #[command(flatten)]
+    listen: ListenArgs,
+    /// Run headless, without opening the console (for scripts; also when there is no terminal).
+    #[arg(long)]
+    no_console: bool,
+}
+
 /// Listener and process options shared by `run` and `demo`.
 #[derive(Debug, Clone, clap::Args)]
 struct ListenArgs {
@@ -101,7 +123,21 @@ struct ListenArgs {
 /// Runs the command line; the return value is the process exit code.
 pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
-    let log_guard = init_logging(cli.log_format);
+    if let Some(Command::Console(args)) = cli.command {
+        // The console owns the terminal: no log line may draw over it.
+        return console::console(args);
+    }
+    // The demo's console owns the terminal: its log goes to a file instead.
+    let log_file = match &cli.command {
+        Some(Command::Demo(args)) if run::console_wanted(args.no_console) => {
+            crate::demo::log_file()
+        }
+        None if std::env::var_os("PORTCULLIS_CONFIG").is_none() && run::console_wanted(false) => {
+            crate::demo::log_file()
+        }
+        _ => None,
+    };
+    let log_guard = init_logging(cli.log_format, log_file);
     match cli.command {
         None => run::run(
             RunArgs {
@@ -116,23 +152,36 @@ pub(crate) fn main() -> ExitCode {
             log_guard,
         ),
         Some(Command::Run(args)) => run::run(args, log_guard),
-        Some(Command::Demo(args)) => run::demo(&args, log_guard),
+        Some(Command::Demo(args)) => run::demo(&args.listen, args.no_console, log_guard),
         Some(Command::Check { config }) => check::check(&config),
         Some(Command::HashKey { key }) => hash_key::hash_key(key),
         Some(Command::Audit(AuditCommand::Verify { files })) => audit::verify(&files),
+        Some(Command::Secrets(command)) => secrets::secrets(command),
+        Some(Command::Console(_)) => ExitCode::SUCCESS,
     }
 }
 
-/// Logs go to stderr through a non-blocking writer (a worker thread does the writing, so the
-/// access line costs a request no `write(2)`), with colours only on a terminal. The returned
-/// guard flushes what is buffered when dropped.
-fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+/// Logs go to stderr (or to `file`) through a non-blocking writer (a worker thread does the
+/// writing, so the access line costs a request no `write(2)`), with colours only on a
+/// terminal. The returned guard flushes what is buffered when dropped.
+fn init_logging(
+    format: LogFormat,
+    file: Option<std::fs::File>,
+) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    let ansi = file.is_none() && std::io::stderr().is_terminal();
+    // The worker flushes whenever it has emptied its queue: under load, one write(2) carries
+    // many lines instead of one each.
+    let (writer, guard) = match file {
+        Some(file) => tracing_appender::non_blocking(BufWriter::with_capacity(LOG_BUFFER, file)),
+        None => {
+            tracing_appender::non_blocking(BufWriter::with_capacity(LOG_BUFFER, std::io::stderr()))
+        }
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(ansi)
         .with_writer(writer);
     // `try_init` also installs the `log` bridge, so Pingora's records arrive as tracing events.
     let _ = match format {

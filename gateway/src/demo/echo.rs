@@ -1,6 +1,8 @@
 //! The demo upstream: answers with a JSON echo of what it received — method, path, headers,
 //! source address — so the rewritten path, the injected header and the egress binding are
-//! visible from a plain curl.
+//! visible from a plain curl. Under `/slow` it takes a few hundred milliseconds and under
+//! `/flaky` it fails now and then, like the SaaS APIs a real gateway talks to, so the console
+//! has latency and errors to show.
 
 use async_trait::async_trait;
 use http::Response;
@@ -31,6 +33,21 @@ impl ServeHttp for EchoUpstream {
                 )
             })
             .collect();
+        let path = req.uri.path();
+        if path.starts_with("/slow") {
+            let delay = 150 + rand::random::<u64>() % 650;
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
+        if path.starts_with("/flaky") && rand::random::<u8>().is_multiple_of(4) {
+            let status = if rand::random::<bool>() { 503 } else { 500 };
+            let body = br#"{"error":"the demo upstream is having a bad moment"}"#.to_vec();
+            return Response::builder()
+                .status(status)
+                .header("content-type", "application/json")
+                .header("content-length", body.len())
+                .body(body)
+                .unwrap_or_default();
+        }
         let echo = serde_json::json!({
             "upstream": "portcullis demo echo",
             "method": req.method.as_str(),

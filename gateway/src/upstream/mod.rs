@@ -28,6 +28,7 @@ use pingora::{Error, ErrorType, Result as PingoraResult};
 use portcullis_config::{HealthCheck, Target};
 
 pub(crate) mod egress;
+pub(crate) mod fetch;
 mod tls;
 pub(crate) mod tunnel;
 

@@ -5,7 +5,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::Method;
 
+use super::route::*;
 use super::*;
+use crate::outcome::ErrorCode;
+use portcullis_api::WindowStats;
 
 /// Metrics whose live window starts at the returned instant.
 fn metrics_at() -> (Metrics, Instant) {
