@@ -1,6 +1,7 @@
 //! The demo's traffic: a few requests a second through the demo routes — fast, slow, failing,
-//! refused (no key, traversal, a missing secret) — so every view of the console has something
-//! moving. Bounded in count and time; it stops by itself, and at shutdown.
+//! refused (no key, traversal, a missing secret, the agent's own rules), through the broker
+//! tunnel too — so every view of the console has something moving. Bounded in count and time;
+//! it stops by itself, and at shutdown.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -34,6 +35,10 @@ const REQUESTS: &[(&str, &str, bool)] = &[
     ("GET", "/demo/echo/../../etc/passwd", true),
     ("GET", "/demo/flaky/deploys", true),
     ("DELETE", "/demo/slow/reports/1", true),
+    // Through the broker tunnel: the agent serves the GET and refuses the POST (its accept
+    // rules allow GET only: 403 agent_denied).
+    ("GET", "/demo/internal/inventory", true),
+    ("POST", "/demo/internal/inventory", true),
 ];
 
 /// Sends the demo's requests to the gateway once its address is known.
