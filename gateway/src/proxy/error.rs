@@ -12,9 +12,6 @@ use super::ctx::RequestCtx;
 use crate::observe::metrics::UpstreamErrorKind;
 use crate::outcome::ErrorCode;
 
-/// How long a failed tunnel stream waits for its session to report the end that failed it.
-const SESSION_END_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
-
 /// Writes a JSON error response for `code` and records it as the request's outcome.
 pub(super) async fn respond(session: &mut Session, ctx: &mut RequestCtx, code: ErrorCode) {
     ctx.denial = Some(code);
@@ -77,7 +74,7 @@ pub(super) fn classify(e: &Error) -> Option<ErrorCode> {
 /// A tunnel route's failure that no filter classified: when the agent carrying the request
 /// is gone, say so (502 `tunnel_disconnected`) rather than "upstream unreachable", which would
 /// blame the customer's origin. `None`: not a tunnel route, or the agent is still there.
-pub(super) async fn tunnel_failure(e: &Error, ctx: &RequestCtx) -> Option<ErrorCode> {
+pub(super) fn tunnel_failure(e: &Error, ctx: &RequestCtx) -> Option<ErrorCode> {
     let agent = ctx.tunnel_agent.as_ref()?;
     if e.esource() == &ErrorSource::Downstream {
         return None;
@@ -85,20 +82,14 @@ pub(super) async fn tunnel_failure(e: &Error, ctx: &RequestCtx) -> Option<ErrorC
     if agent.is_closed() {
         return Some(ErrorCode::TunnelDisconnected);
     }
-    // A stream fails (`ConnectionAborted`) the moment its connection does, a moment before the
-    // session reports itself closed: wait for that briefly rather than misname the failure.
+    // A tunnel stream fails with `ConnectionAborted` only once its connection has ended (the
+    // transport reported its end, or the session was stopped) — which happens a moment before
+    // the session reports itself closed. That error is the condition itself: no need to wait.
     let aborted = e
         .root_cause()
         .downcast_ref::<std::io::Error>()
         .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionAborted);
-    if aborted
-        && tokio::time::timeout(SESSION_END_WAIT, agent.closed())
-            .await
-            .is_ok()
-    {
-        return Some(ErrorCode::TunnelDisconnected);
-    }
-    None
+    aborted.then_some(ErrorCode::TunnelDisconnected)
 }
 
 /// What went wrong with the upstream, if anything did, for `portcullis_upstream_errors_total`.

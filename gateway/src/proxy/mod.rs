@@ -285,9 +285,7 @@ impl ProxyHttp for Gateway {
     ) -> FailToProxy {
         let code = match ctx.denial {
             Some(code) => Some(code),
-            None => error::tunnel_failure(e, ctx)
-                .await
-                .or_else(|| error::classify(e)),
+            None => error::tunnel_failure(e, ctx).or_else(|| error::classify(e)),
         };
         if code == Some(ErrorCode::BodyTooLarge) {
             // Read (and discard) what the client is still sending, briefly, so that it sees the
