@@ -5,6 +5,7 @@ mod support;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use support::*;
 
@@ -80,6 +81,51 @@ fn check_reports_every_error_with_its_location_and_exits_1() {
              2 errors in {p}\n",
             portcullis_routes::PathPrefix::parse("x").unwrap_err()
         )
+    );
+}
+
+#[test]
+fn check_warns_about_a_plaintext_tunnel_listener_and_a_tunnel_without_tokens() {
+    let out = portcullis()
+        .args(["check", "--config"])
+        .arg(repo_file("tests/fixtures/valid/tunnels.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("warning: tunnel: insecure_plaintext = true: agents on 0.0.0.0:7443 connect without TLS"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "warning: tunnels 'globex-hq': no token_sha256, so no agent can connect to it"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_reads_the_tunnel_certificate_like_run_does() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tunnel.pem"), "not a certificate").unwrap();
+    std::fs::write(dir.path().join("tunnel.key"), "not a key").unwrap();
+    let path = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &path,
+        "[tunnel]\nlisten = \"127.0.0.1:7443\"\ncert = \"tunnel.pem\"\nkey = \"tunnel.key\"\n",
+    )
+    .unwrap();
+    let out = portcullis()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("error: TLS listener tunnel.listen 127.0.0.1:7443: cert"),
+        "{stderr}"
     );
 }
 
@@ -239,11 +285,46 @@ async fn the_demo_proxies_with_an_injected_secret_from_its_egress_ip() {
         .unwrap();
     assert_eq!(resp.status(), 200);
 
+    // Through the demo's broker tunnel: the in-process agent connects on its own, then serves
+    // the internal service with a credential only it holds.
+    let internal = format!("http://127.0.0.1:{port}/demo/internal/hello");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let echo = loop {
+        let resp = c
+            .get(&internal)
+            .header("x-portcullis-key", "demo-key")
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 200 {
+            break json(&resp.text().await.unwrap());
+        }
+        // 502 tunnel_offline until the agent has connected.
+        assert_eq!(resp.status(), 502);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the demo agent never connected"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(echo["path"], "/internal-api/hello");
+    assert_eq!(
+        echo["headers"]["authorization"],
+        "Bearer demo-internal-credential-held-by-the-agent"
+    );
+    assert!(echo["headers"].get("x-portcullis-key").is_none(), "{echo}");
+
     child.kill().unwrap();
     let out = child.wait_with_output().unwrap();
     let banner = String::from_utf8(out.stdout).unwrap();
     assert!(
         banner.contains(&format!("curl -s http://127.0.0.1:{port}/demo/echo/hello")),
+        "{banner}"
+    );
+    assert!(
+        banner.contains(&format!(
+            "curl -s http://127.0.0.1:{port}/demo/internal/hello"
+        )),
         "{banner}"
     );
 }

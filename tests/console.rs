@@ -28,7 +28,7 @@ const ROTATED_TOKEN: &str = "rotated-admin-token-for-console-tests-19bd";
 const SCREEN_DEADLINE: Duration = Duration::from_secs(20);
 
 /// Three routes: one that works, one whose upstream fails on `/fail`, one whose secret is
-/// missing (503 secret_missing). No tunnels: the gateway has no `/api/v1/tunnels` yet.
+/// missing (503 secret_missing). No tunnels: `/api/v1/tunnels` answers an empty list.
 fn config(upstream: &Upstream) -> String {
     format!(
         r#"
@@ -179,8 +179,12 @@ async fn the_client_decodes_every_endpoint_of_a_real_gateway() {
         );
         assert!(secrets.secrets[0].fingerprint.is_some());
 
-        // Today's gateway has no tunnels endpoint: that is "none", not an error.
-        assert_eq!(client.tunnels().unwrap(), None);
+        // No tunnel configured: the endpoint answers an empty list.
+        let tunnels = client
+            .tunnels()
+            .unwrap()
+            .expect("the gateway serves /api/v1/tunnels");
+        assert!(tunnels.tunnels.is_empty(), "{tunnels:?}");
 
         // The traffic tail, and the cursor.
         let mut entries = Vec::new();
@@ -534,7 +538,7 @@ fn drive_every_view(gw: &GatewayProcess) {
     assert!(!screen.contains("echo-secret-value"), "{screen}");
     tmux.keep("4-secrets", &screen);
 
-    // 5 Tunnels: the gateway has no tunnels endpoint yet (404): no tunnels, no error.
+    // 5 Tunnels: none configured (an empty list), and no error.
     tmux.keys(&["5"]);
     let screen = tmux.wait_for(&["no tunnels configured"]);
     assert!(
@@ -714,4 +718,56 @@ fn drive_resilience(gw: &GatewayProcess) {
         "0",
         "the terminal was restored"
     );
+}
+
+/// The demo's in-process agent shows on the Tunnels tab, live: the console reads the
+/// gateway's `/api/v1/tunnels` through the api crate's types, so both must agree on them.
+#[test]
+fn the_tunnels_tab_shows_the_demo_agent_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let ready_path = dir.path().join("ready.json");
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args([
+            "demo",
+            "--threads",
+            "1",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--ready-file",
+        ])
+        .arg(&ready_path)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ready = wait_ready(&mut demo, &ready_path, String::new);
+    // The demo keeps its admin token in its own directory, named after its pid.
+    let token_file = std::env::temp_dir()
+        .join(format!("portcullis-demo-{}", demo.id()))
+        .join("admin-token");
+    let tmux = Tmux::start(&format!(
+        "'{}' console --admin http://{} --token-file '{}' --refresh-ms 500",
+        env!("CARGO_BIN_EXE_portcullis"),
+        ready.admin,
+        token_file.display()
+    ));
+    tmux.wait_for(&["● live"]);
+    tmux.keys(&["5"]);
+    // The agent connects on its own once the demo is up.
+    let screen = tmux.wait("the demo tunnel online with its agent", |s| {
+        s.contains("Tunnels (1) — 1 online, 0 not")
+            && s.contains("demo-dc")
+            && s.contains("online, 1 agent")
+            && s.contains("demo-agent")
+    });
+    assert!(!screen.contains("OFFLINE"), "{screen}");
+    tmux.keep("5-tunnels-demo", &screen);
+    drop(tmux);
+    let _ = demo.kill();
+    let _ = demo.wait();
+    let _ = std::fs::remove_dir_all(token_file.parent().unwrap());
 }

@@ -84,6 +84,18 @@ pub struct Listeners {
     /// The listener broker agents dial, when configured.
     #[serde(default)]
     pub tunnel: Option<SocketAddr>,
+    /// The listener of each TCP route (`[[tcp_routes]]`).
+    #[serde(default)]
+    pub tcp_routes: Vec<TcpRouteListener>,
+}
+
+/// Where one TCP route listens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpRouteListener {
+    /// The route's name.
+    pub name: String,
+    /// The address bound (the real port when the config asked for port 0).
+    pub addr: SocketAddr,
 }
 
 /// The configuration in force.
@@ -343,7 +355,7 @@ pub struct TrafficEntry {
     pub bytes_out: u64,
     /// Source address the request left from.
     pub egress: Option<IpAddr>,
-    /// Where it went: `ip:port`, or `tunnel/<name>` for tunnel routes.
+    /// Where it went: `ip:port`, or `tunnel/<tunnel>/<agent id>` for tunnel routes.
     pub upstream: Option<String>,
     /// The request id (also in `x-request-id`).
     pub request_id: String,

@@ -449,6 +449,13 @@ async fn the_agent_reconnects_after_a_gateway_restart() {
 async fn stopping_the_agent_closes_the_tunnel_with_a_go_away() {
     let mut s = setup().await;
     let session = s.gateway.session().await;
+    // The gateway accepts a session a moment before the agent reads that answer; an agent
+    // stopped in between has no session to say goodbye on. Stop it once it has one.
+    s.agent
+        .wait_log("the agent's side of the session", |l| {
+            l.iter().any(|l| l.contains("tunnel connected"))
+        })
+        .await;
     s.agent.terminate();
     let (reason, message) = tokio::time::timeout(DEADLINE, session.closed())
         .await

@@ -30,6 +30,11 @@ pub(crate) struct RawConfig {
     pub(crate) tenants: Vec<Spanned<RawTenant>>,
     #[serde(default)]
     pub(crate) routes: Vec<Spanned<RawRoute>>,
+    pub(crate) tunnel: Option<Spanned<RawTunnelListener>>,
+    #[serde(default)]
+    pub(crate) tunnels: Vec<Spanned<RawTunnel>>,
+    #[serde(default)]
+    pub(crate) tcp_routes: Vec<Spanned<RawTcpRoute>>,
 }
 
 /// `[server]`: listeners and request limits.
@@ -147,6 +152,7 @@ pub(crate) struct RawRoute {
     pub(crate) read_timeout_ms: Option<Spanned<u64>>,
     pub(crate) total_timeout_ms: Option<Spanned<u64>>,
     pub(crate) retries: Option<Spanned<u32>>,
+    pub(crate) tunnel: Option<Spanned<String>>,
     pub(crate) max_request_body_bytes: Option<Spanned<u64>>,
     pub(crate) health_check: Option<Spanned<RawHealthCheck>>,
     #[serde(default)]
@@ -211,4 +217,39 @@ pub(crate) struct RawAcceptRule {
     pub(crate) path: Spanned<String>,
     #[serde(default)]
     pub(crate) query: BTreeMap<String, String>,
+}
+
+/// `[tunnel]`: the listener broker agents dial.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTunnelListener {
+    pub(crate) listen: Spanned<String>,
+    pub(crate) cert: Option<Spanned<String>>,
+    pub(crate) key: Option<Spanned<String>>,
+    pub(crate) insecure_plaintext: Option<Spanned<bool>>,
+    pub(crate) handshake_timeout_ms: Option<Spanned<u64>>,
+    pub(crate) heartbeat_interval_ms: Option<Spanned<u64>>,
+    pub(crate) heartbeat_timeout_ms: Option<Spanned<u64>>,
+    pub(crate) reconnect_grace_ms: Option<Spanned<u64>>,
+}
+
+/// `[[tunnels]]`: one customer tunnel, the tokens its agents authenticate with.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTunnel {
+    pub(crate) name: Spanned<String>,
+    pub(crate) tenant: Spanned<String>,
+    #[serde(default)]
+    pub(crate) token_sha256: Vec<Spanned<String>>,
+}
+
+/// `[[tcp_routes]]`: a port on the gateway piped through a tunnel to an agent's TCP origin.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTcpRoute {
+    pub(crate) name: Option<Spanned<String>>,
+    pub(crate) listen: Spanned<String>,
+    pub(crate) tunnel: Spanned<String>,
+    pub(crate) origin: Spanned<String>,
+    pub(crate) caller_cidrs: Option<Spanned<Vec<Spanned<String>>>>,
 }

@@ -68,6 +68,78 @@ pub struct Snapshot {
     pub routes: Vec<Route>,
     /// The lookup index over `routes`.
     pub table: RouteTable,
+    /// The listener broker agents dial (`[tunnel]`), when configured.
+    pub tunnel: Option<TunnelListener>,
+    /// Customer tunnels (`[[tunnels]]`), referenced by index from routes and TCP routes.
+    pub tunnels: Vec<Tunnel>,
+    /// Gateway ports piped through a tunnel to an agent's TCP origin (`[[tcp_routes]]`).
+    pub tcp_routes: Vec<TcpRoute>,
+}
+
+/// Default deadline for an agent's TLS handshake and hello.
+pub const DEFAULT_TUNNEL_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default interval between heartbeats on a tunnel connection.
+pub const DEFAULT_TUNNEL_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
+/// Default silence after which a tunnel connection is considered dead.
+pub const DEFAULT_TUNNEL_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(9);
+/// Default time a tunnel whose agents all left answers 503 `tunnel_reconnecting` (rather than
+/// 502 `tunnel_offline`), to ride out agent restarts and network blips.
+pub const DEFAULT_TUNNEL_RECONNECT_GRACE: Duration = Duration::from_secs(30);
+
+/// `[tunnel]`: the listener broker agents dial. Changes take effect at the next restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelListener {
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// PEM certificate chain and private key; `None` only with `insecure_plaintext = true`.
+    pub tls: Option<TunnelTls>,
+    /// Deadline for TLS, transport detection and the agent's hello together.
+    pub handshake_timeout: Duration,
+    /// How often the gateway pings each agent (sent to the agent, which pings as often).
+    pub heartbeat_interval: Duration,
+    /// How long without a byte from an agent before its connection is dropped.
+    pub heartbeat_timeout: Duration,
+    /// How long after its last agent left a tunnel answers 503 `tunnel_reconnecting` instead
+    /// of 502 `tunnel_offline` (zero: offline at once).
+    pub reconnect_grace: Duration,
+}
+
+/// The tunnel listener's certificate and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelTls {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// `[[tunnels]]`: a customer's tunnel, owned by one tenant, opened by agents holding one of
+/// its tokens.
+#[derive(Debug, Clone)]
+pub struct Tunnel {
+    /// Tunnel name (unique).
+    pub name: String,
+    /// Index into `Snapshot::tenants`: only this tenant's routes may use the tunnel.
+    pub tenant: usize,
+    /// Digests of the broker tokens that open it (several allow rotation).
+    pub tokens: KeyDigests,
+}
+
+/// `[[tcp_routes]]`: a gateway port whose connections are piped through a tunnel to one of the
+/// agent's `tcp` origins. The listen address takes effect at the next restart; the rest on
+/// reload.
+#[derive(Debug, Clone)]
+pub struct TcpRoute {
+    /// Name in logs, metrics and the audit log (default `<tunnel>/<origin>`).
+    pub name: String,
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// Index into `Snapshot::tunnels`.
+    pub tunnel: usize,
+    /// The agent origin's name (an origin of kind `tcp` on the agent).
+    pub origin: String,
+    /// Who may connect: checked before anything else; required.
+    pub caller_cidrs: CidrSet,
 }
 
 /// Listeners and request limits.
@@ -244,6 +316,18 @@ pub enum RouteUpstream {
         /// At least one target.
         targets: Vec<Target>,
     },
+    /// Through a customer's broker tunnel to one of the agent's origins. No egress address,
+    /// destination guard, upstream TLS or health check applies: the agent reaches the origin
+    /// from inside the customer network, under its own rules.
+    Tunnel {
+        /// Index into `Snapshot::tunnels`.
+        tunnel: usize,
+        /// The agent origin's name: the target's host, sent as `Host`.
+        origin: String,
+        /// The target as written (`http://<origin>[/base/path]`), whose base path is
+        /// prepended to the forwarded path.
+        target: Target,
+    },
 }
 
 /// The sha256 digests of accepted keys (gateway keys, admin tokens, tunnel tokens): the config
@@ -326,6 +410,13 @@ impl Snapshot {
             .collect()
     }
 
+    /// The routes that go through tunnel `tunnel` (an index into `tunnels`).
+    pub fn routes_using_tunnel(&self, tunnel: usize) -> impl Iterator<Item = &Route> + '_ {
+        self.routes
+            .iter()
+            .filter(move |r| r.upstream.tunnel() == Some(tunnel))
+    }
+
     /// The routes of `tenant` whose headers reference the secret `name`.
     pub fn routes_using_secret<'a>(
         &'a self,
@@ -345,6 +436,15 @@ impl RouteUpstream {
     pub fn targets(&self) -> &[Target] {
         match self {
             RouteUpstream::Saas { targets } => targets,
+            RouteUpstream::Tunnel { target, .. } => std::slice::from_ref(target),
+        }
+    }
+
+    /// The tunnel index, for tunnel routes.
+    pub fn tunnel(&self) -> Option<usize> {
+        match self {
+            RouteUpstream::Saas { .. } => None,
+            RouteUpstream::Tunnel { tunnel, .. } => Some(*tunnel),
         }
     }
 }
@@ -372,14 +472,19 @@ impl KeyDigests {
         self.0.len()
     }
 
+    /// True when `digest` is the sha256 of one of the keys (for callers that hashed the key
+    /// themselves, such as the tunnel handshake). Constant time, as [`KeyDigests::matches`].
+    pub fn contains_digest(&self, digest: &[u8; 32]) -> bool {
+        self.0
+            .iter()
+            .fold(subtle::Choice::from(0), |acc, d| acc | d.ct_eq(digest))
+            .into()
+    }
+
     /// True when `presented` is one of the keys. Every digest is compared in constant time, so
     /// neither timing nor position tells which one (if any) came close.
     pub fn matches(&self, presented: &[u8]) -> bool {
-        let digest = sha256(presented);
-        self.0
-            .iter()
-            .fold(subtle::Choice::from(0), |acc, d| acc | d.ct_eq(&digest))
-            .into()
+        self.contains_digest(&sha256(presented))
     }
 }
 

@@ -43,6 +43,13 @@ pub(crate) enum ErrorCode {
     AuditUnavailable,
     /// An unexpected failure inside the gateway.
     Internal,
+    /// The route's tunnel has no connected agent (and none left recently).
+    TunnelOffline,
+    /// Every agent of the route's tunnel left less than the grace window ago; they are
+    /// expected back (answered with `Retry-After`).
+    TunnelReconnecting,
+    /// The agent carrying the request disconnected before the response head arrived.
+    TunnelDisconnected,
     /// A passthrough route's token is missing or fails validation (the body says why, as a
     /// [`TokenReason`]).
     TokenInvalid,
@@ -91,7 +98,7 @@ struct ErrorBody<'a> {
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub(crate) const ALL: [ErrorCode; 17] = [
+    pub(crate) const ALL: [ErrorCode; 20] = [
         ErrorCode::NoRoute,
         ErrorCode::Unauthenticated,
         ErrorCode::CallerDenied,
@@ -106,6 +113,9 @@ impl ErrorCode {
         ErrorCode::UpstreamTimeout,
         ErrorCode::AuditUnavailable,
         ErrorCode::Internal,
+        ErrorCode::TunnelOffline,
+        ErrorCode::TunnelReconnecting,
+        ErrorCode::TunnelDisconnected,
         ErrorCode::TokenInvalid,
         ErrorCode::JwksUnavailable,
         ErrorCode::TokenExchangeFailed,
@@ -128,6 +138,9 @@ impl ErrorCode {
             ErrorCode::UpstreamTimeout => "upstream_timeout",
             ErrorCode::AuditUnavailable => "audit_unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::TunnelOffline => "tunnel_offline",
+            ErrorCode::TunnelReconnecting => "tunnel_reconnecting",
+            ErrorCode::TunnelDisconnected => "tunnel_disconnected",
             ErrorCode::TokenInvalid => "token_invalid",
             ErrorCode::JwksUnavailable => "jwks_unavailable",
             ErrorCode::TokenExchangeFailed => "token_exchange_failed",
@@ -144,10 +157,14 @@ impl ErrorCode {
             ErrorCode::BodyTooLarge => 413,
             ErrorCode::HeadersTooLarge => 431,
             ErrorCode::BadRequest => 400,
-            ErrorCode::UpstreamUnreachable | ErrorCode::TokenExchangeFailed => 502,
-            ErrorCode::SecretMissing | ErrorCode::AuditUnavailable | ErrorCode::JwksUnavailable => {
-                503
-            }
+            ErrorCode::UpstreamUnreachable
+            | ErrorCode::TokenExchangeFailed
+            | ErrorCode::TunnelOffline
+            | ErrorCode::TunnelDisconnected => 502,
+            ErrorCode::SecretMissing
+            | ErrorCode::AuditUnavailable
+            | ErrorCode::JwksUnavailable
+            | ErrorCode::TunnelReconnecting => 503,
             ErrorCode::UpstreamTimeout => 504,
             ErrorCode::Internal => 500,
         }
@@ -242,6 +259,9 @@ mod tests {
                 ("upstream_timeout", 504),
                 ("audit_unavailable", 503),
                 ("internal", 500),
+                ("tunnel_offline", 502),
+                ("tunnel_reconnecting", 503),
+                ("tunnel_disconnected", 502),
                 ("token_invalid", 401),
                 ("jwks_unavailable", 503),
                 ("token_exchange_failed", 502),

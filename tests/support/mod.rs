@@ -6,6 +6,8 @@
 
 #![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used)]
 
+pub mod agent;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io::{Read, Write};
@@ -87,6 +89,10 @@ pub struct GatewayProcess {
     pub admin_addr: SocketAddr,
     /// TLS listeners, in config order.
     pub tls_addrs: Vec<SocketAddr>,
+    /// The tunnel listener, when configured.
+    pub tunnel_addr: Option<SocketAddr>,
+    /// TCP route listeners, by route name.
+    pub tcp_addrs: Vec<(String, SocketAddr)>,
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
     child: Child,
@@ -375,6 +381,17 @@ pub struct Ready {
     pub http: Vec<SocketAddr>,
     pub https: Vec<SocketAddr>,
     pub admin: SocketAddr,
+    #[serde(default)]
+    pub tunnel: Option<SocketAddr>,
+    #[serde(default)]
+    pub tcp_routes: Vec<ReadyTcpRoute>,
+}
+
+/// A TCP route's listener in the ready file.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ReadyTcpRoute {
+    pub name: String,
+    pub addr: SocketAddr,
 }
 
 /// Waits for `child` to write its ready file (or to exit, which panics with `log`).
@@ -459,6 +476,12 @@ impl GatewayProcess {
             addr: ready.http[0],
             admin_addr: ready.admin,
             tls_addrs: ready.https,
+            tunnel_addr: ready.tunnel,
+            tcp_addrs: ready
+                .tcp_routes
+                .into_iter()
+                .map(|r| (r.name, r.addr))
+                .collect(),
             dir,
             config_path,
             child,
@@ -556,6 +579,8 @@ fn fill(config: &str, dir: &Path) -> String {
         .replace("{LISTEN}", "127.0.0.1:0")
         .replace("{ADMIN}", "127.0.0.1:0")
         .replace("{TLS_LISTEN}", "127.0.0.1:0")
+        .replace("{TUNNEL_LISTEN}", "127.0.0.1:0")
+        .replace("{TCP_LISTEN}", "127.0.0.1:0")
         .replace("{DIR}", dir.to_str().unwrap())
 }
 

@@ -26,6 +26,7 @@ pub(crate) fn status(requests: u64) -> Status {
             https: vec![],
             admin: "127.0.0.1:9901".parse().unwrap(),
             tunnel: None,
+            tcp_routes: vec![],
         },
         config: ConfigInfo {
             hash: "3f1c2a9be4d07c55a1e8f0b2d6c4e9a7b1f3d5c7e9a0b2c4d6e8f0a1b3c5d7e9".into(),

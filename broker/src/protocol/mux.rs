@@ -33,7 +33,7 @@
 use std::fmt;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -82,6 +82,11 @@ pub(crate) struct Shared {
     cancel: CancellationToken,
     /// The driver has stopped and every stream has been failed.
     done: CancellationToken,
+    /// The transport under yamux has reported its end (end-of-file or an error). Set by the
+    /// transport reader *before* yamux sees that end and wakes the streams, so a stream that
+    /// finds itself closed can tell a dead connection from a reset stream without waiting for
+    /// the driver to record it.
+    transport_ended: AtomicBool,
     reason: OnceLock<(CloseReason, String)>,
     goaway_tx: mpsc::Sender<GoAway>,
 }
@@ -125,6 +130,7 @@ impl Shared {
             closing: CancellationToken::new(),
             cancel: CancellationToken::new(),
             done: CancellationToken::new(),
+            transport_ended: AtomicBool::new(false),
             reason: OnceLock::new(),
             goaway_tx,
         });
@@ -180,7 +186,9 @@ impl Shared {
     }
 
     fn ended(&self) -> bool {
-        self.cancel.is_cancelled() || self.done.is_cancelled()
+        self.transport_ended.load(Ordering::Acquire)
+            || self.cancel.is_cancelled()
+            || self.done.is_cancelled()
     }
 
     fn lost_error(&self) -> io::Error {
@@ -445,9 +453,17 @@ impl AsyncRead for LivenessIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
+        let had_room = buf.remaining() > 0;
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.shared.touch();
+        match &result {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => self.shared.touch(),
+            // End-of-file or a failed read: the connection is over. Recorded before yamux gets
+            // to close the streams, which it does as soon as this returns.
+            Poll::Ready(Ok(())) if had_room => {
+                self.shared.transport_ended.store(true, Ordering::Release);
+            }
+            Poll::Ready(Err(_)) => self.shared.transport_ended.store(true, Ordering::Release),
+            _ => {}
         }
         result
     }
@@ -459,11 +475,19 @@ impl AsyncWrite for LivenessIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(result, Poll::Ready(Err(_))) {
+            self.shared.transport_ended.store(true, Ordering::Release);
+        }
+        result
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let result = Pin::new(&mut self.inner).poll_flush(cx);
+        if matches!(result, Poll::Ready(Err(_))) {
+            self.shared.transport_ended.store(true, Ordering::Release);
+        }
+        result
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

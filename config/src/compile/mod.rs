@@ -7,7 +7,7 @@
 //!
 //! One file per group of sections: [`schema`] (serde's errors), [`server`] (`[server]`,
 //! `[secrets]`, `[admin]`, `[audit]`), [`network`] (`[allowlists]`, `[[egress_pools]]`),
-//! [`tenants`] and [`routes`]. This file holds the entry points and the helpers they share.
+//! [`tenants`], [`routes`] and [`tunnels`] (`[tunnel]`, `[[tunnels]]`, `[[tcp_routes]]`). This file holds the entry points and the helpers they share.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -31,6 +31,7 @@ mod routes;
 mod schema;
 mod server;
 mod tenants;
+mod tunnels;
 
 pub use routes::parse_target;
 
@@ -117,6 +118,11 @@ impl Compiler<'_> {
             .enumerate()
             .map(|(i, t)| (t.id.as_str(), i))
             .collect();
+        let tunnel = self.tunnel_listener(&raw);
+        let tunnels = self.tunnels(&raw, &tenant_index);
+        let tunnel_index = tunnels::TunnelIndex::new(&tunnels, &tenants);
+        let tcp_routes = self.tcp_routes(&raw, &tunnel_index, &allowlists);
+        self.tunnel_listener_conflicts(&raw, server.as_ref());
         let mut routes = Vec::new();
         let mut route_spans = Vec::new();
         let mut specs = Vec::new();
@@ -132,9 +138,14 @@ impl Compiler<'_> {
             } else {
                 names.insert(name.clone(), raw_route.get_ref().name.span());
             }
-            if let Some((route, spec)) =
-                self.route(raw_route, &tenants, &tenant_index, &pool_index, &allowlists)
-            {
+            if let Some((route, spec)) = self.route(
+                raw_route,
+                &tenants,
+                &tenant_index,
+                &pool_index,
+                &allowlists,
+                &tunnel_index,
+            ) {
                 routes.push(route);
                 specs.push(spec);
                 route_spans.push(raw_route.get_ref().name.span());
@@ -174,6 +185,9 @@ impl Compiler<'_> {
             tenants,
             routes,
             table,
+            tunnel,
+            tunnels,
+            tcp_routes,
         })
     }
 

@@ -10,6 +10,7 @@ use portcullis_allowlist::{AcceptRule, AcceptRules, CidrSet, DestinationGuard};
 use portcullis_routes::{HostMatch, MethodSet, PathPrefix, Rewrite, RouteSpec};
 use toml::Spanned;
 
+use super::tunnels::TunnelIndex;
 use super::{is_identifier, Compiler};
 use crate::raw::RawRoute;
 use crate::snapshot::*;
@@ -39,6 +40,7 @@ impl Compiler<'_> {
         tenant_index: &HashMap<&str, usize>,
         pools: &HashMap<&str, usize>,
         allowlists: &BTreeMap<String, CidrSet>,
+        tunnels: &TunnelIndex<'_>,
     ) -> Option<(Route, RouteSpec)> {
         let errors_before = self.r.count();
         let r = raw.get_ref();
@@ -128,6 +130,10 @@ impl Compiler<'_> {
                     .ok()
             })
             .collect();
+        let tunnel = r
+            .tunnel
+            .as_ref()
+            .and_then(|t| self.route_tunnel(raw, t, tenant, &targets, tunnels));
         let allowed_headers: Vec<HeaderName> = r
             .allowed_headers
             .iter()
@@ -186,6 +192,8 @@ impl Compiler<'_> {
             .as_ref()
             .and_then(|c| self.existing_file(&at("ca_file"), c));
         let egress_pool = match &r.egress_pool {
+            // A tunnel route has no egress address; `route_tunnel` reported an explicit one.
+            _ if r.tunnel.is_some() => None,
             Some(p) => {
                 let found = pools.get(p.get_ref().as_str()).copied();
                 if found.is_none() {
@@ -300,6 +308,12 @@ impl Compiler<'_> {
         }
         let (host, path_prefix, methods, rewrite, tenant, auth) =
             (host?, path_prefix?, methods?, rewrite?, tenant?, auth?);
+        let upstream = match (r.tunnel.is_some(), tunnel) {
+            (false, _) => RouteUpstream::Saas { targets },
+            (true, Some(upstream)) => upstream,
+            // `route_tunnel` reported why.
+            (true, None) => return None,
+        };
         let spec = RouteSpec {
             host,
             path_prefix: path_prefix.clone(),
@@ -319,7 +333,7 @@ impl Compiler<'_> {
             path_prefix,
             rewrite,
             methods,
-            upstream: RouteUpstream::Saas { targets },
+            upstream,
             auth,
             change_origin: r.change_origin.unwrap_or(true),
             allowed_headers,

@@ -13,7 +13,8 @@ use toml_edit::{Item, Table};
 
 use crate::error::Reporter;
 use crate::raw::{
-    RawAdmin, RawAudit, RawEgressPool, RawMetrics, RawRoute, RawSecrets, RawServer, RawTenant,
+    RawAdmin, RawAudit, RawEgressPool, RawMetrics, RawRoute, RawSecrets, RawServer, RawTcpRoute,
+    RawTenant, RawTunnel, RawTunnelListener,
 };
 
 /// Records a toml/serde error found in `source[offset..]`, naming the key for type errors.
@@ -72,6 +73,9 @@ pub(super) fn schema_errors_by_section(source: &str) -> Vec<(usize, toml::de::Er
             "egress_pools" => check::<Vec<RawEgressPool>>(text),
             "tenants" => check::<Vec<RawTenant>>(text),
             "routes" => check::<Vec<RawRoute>>(text),
+            "tunnel" => check::<RawTunnelListener>(text),
+            "tunnels" => check::<Vec<RawTunnel>>(text),
+            "tcp_routes" => check::<Vec<RawTcpRoute>>(text),
             // Unknown sections are reported by the whole-file parse.
             _ => None,
         };

@@ -2,7 +2,8 @@
 //! time, JSON everywhere (the `portcullis-api` types), and `/metrics` for Prometheus.
 //!
 //! Endpoints: `GET /metrics`, `GET /api/v1/status`, `GET /api/v1/routes`,
-//! `GET /api/v1/traffic?after=SEQ&limit=N`, `GET /api/v1/secrets`, `POST /api/v1/reload`.
+//! `GET /api/v1/traffic?after=SEQ&limit=N`, `GET /api/v1/secrets`, `GET /api/v1/tunnels`,
+//! `POST /api/v1/reload`.
 //! It reports status; it never returns a secret value or a header value.
 
 use std::net::IpAddr;
@@ -75,6 +76,8 @@ impl AdminApi {
                 return Reply::error(StatusCode::UNAUTHORIZED, "unauthorized");
             }
             self.sync_audit_counters();
+            let shared = self.reloader.shared();
+            shared.tunnels.sync_metrics(&shared.runtime.load());
             return Reply {
                 status: StatusCode::OK,
                 content_type: crate::observe::metrics::CONTENT_TYPE,
@@ -92,6 +95,7 @@ impl AdminApi {
             paths::ROUTES,
             paths::TRAFFIC,
             paths::SECRETS,
+            paths::TUNNELS,
             paths::RELOAD,
         ]
         .contains(&path.as_str());
@@ -112,6 +116,7 @@ impl AdminApi {
             (Method::GET, paths::STATUS) => Reply::json(StatusCode::OK, &views::status(reloader)),
             (Method::GET, paths::ROUTES) => Reply::json(StatusCode::OK, &views::routes(reloader)),
             (Method::GET, paths::SECRETS) => Reply::json(StatusCode::OK, &views::secrets(reloader)),
+            (Method::GET, paths::TUNNELS) => Reply::json(StatusCode::OK, &views::tunnels(reloader)),
             (Method::GET, paths::TRAFFIC) => match parse_traffic_query(&query) {
                 Ok((after, limit)) => {
                     let page = reloader.shared().recorders.traffic.after(after, limit);

@@ -53,8 +53,12 @@ pub(super) fn status(reloader: &Reloader) -> api::Status {
             secrets_missing: missing,
             requests: shared.recorders.traffic.last_seq(),
             active_requests: shared.recorders.metrics.active_requests().get(),
-            tunnels: 0,
-            tunnels_online: 0,
+            tunnels: config.tunnels.len(),
+            tunnels_online: config
+                .tunnels
+                .iter()
+                .filter(|t| !shared.tunnels.view(&t.name).agents.is_empty())
+                .count(),
         },
         audit: shared.recorders.audit.stats(),
     }
@@ -62,7 +66,8 @@ pub(super) fn status(reloader: &Reloader) -> api::Status {
 
 /// `GET /api/v1/routes`.
 pub(super) fn routes(reloader: &Reloader) -> api::Routes {
-    let runtime = reloader.shared().runtime.load();
+    let shared = reloader.shared();
+    let runtime = shared.runtime.load();
     let now = Instant::now();
     let routes = runtime
         .config
@@ -84,8 +89,14 @@ pub(super) fn routes(reloader: &Reloader) -> api::Routes {
                     portcullis_config::RouteAuth::Passthrough(_) => api::AuthMode::Passthrough,
                     portcullis_config::RouteAuth::Exchange(_) => api::AuthMode::Exchange,
                 },
-                upstream: api::UpstreamKind::Saas,
-                tunnel: None,
+                upstream: match route.upstream.tunnel() {
+                    Some(_) => api::UpstreamKind::Tunnel,
+                    None => api::UpstreamKind::Saas,
+                },
+                tunnel: route
+                    .upstream
+                    .tunnel()
+                    .map(|t| runtime.config.tunnels[t].name.clone()),
                 targets: route
                     .upstream
                     .targets()
@@ -97,15 +108,28 @@ pub(super) fn routes(reloader: &Reloader) -> api::Routes {
                     .map(|i| runtime.config.egress_pools[i].name.clone()),
                 secrets_missing: state.injected.missing.clone(),
                 stats: state.metrics.window(now),
-                upstreams: state
-                    .upstream
-                    .backends()
-                    .into_iter()
-                    .map(|(address, healthy)| api::UpstreamHealth {
-                        address: address.to_string(),
-                        healthy,
-                    })
-                    .collect(),
+                upstreams: match (&state.upstream, route.upstream.tunnel()) {
+                    (Some(group), _) => group
+                        .backends()
+                        .into_iter()
+                        .map(|(address, healthy)| api::UpstreamHealth {
+                            address: address.to_string(),
+                            healthy,
+                        })
+                        .collect(),
+                    // A tunnel route's "upstreams" are the agents it can use right now.
+                    (None, Some(t)) => shared
+                        .tunnels
+                        .view(&runtime.config.tunnels[t].name)
+                        .agents
+                        .iter()
+                        .map(|a| api::UpstreamHealth {
+                            address: format!("agent {} ({})", a.info().agent_id, a.info().remote),
+                            healthy: true,
+                        })
+                        .collect(),
+                    (None, None) => Vec::new(),
+                },
             }
         })
         .collect();
@@ -199,4 +223,64 @@ pub(super) fn secrets(reloader: &Reloader) -> api::Secrets {
         })
         .collect();
     api::Secrets { secrets, exchanges }
+}
+
+/// `GET /api/v1/tunnels`: every configured tunnel with the agents connected to this gateway.
+pub(super) fn tunnels(reloader: &Reloader) -> api::Tunnels {
+    let shared = reloader.shared();
+    let runtime = shared.runtime.load();
+    let config = &runtime.config;
+    let tunnels = config
+        .tunnels
+        .iter()
+        .enumerate()
+        .map(|(index, tunnel)| {
+            let view = shared.tunnels.view(&tunnel.name);
+            let state = if !view.agents.is_empty() {
+                api::TunnelState::Online
+            } else if view.reconnecting {
+                api::TunnelState::Reconnecting
+            } else {
+                api::TunnelState::Offline
+            };
+            let mut agents: Vec<api::AgentStatus> = view
+                .agents
+                .iter()
+                .map(|session| {
+                    let info = session.info();
+                    let stats = session.stats();
+                    api::AgentStatus {
+                        id: info.agent_id.clone(),
+                        version: info.agent_version.clone(),
+                        remote_addr: info.remote.to_string(),
+                        connected_since_ms: unix_ms(info.connected_at),
+                        open_streams: stats.open_streams,
+                        bytes_to_agent: stats.bytes_to_agent,
+                        bytes_from_agent: stats.bytes_from_agent,
+                        last_heartbeat_ms: stats.last_heartbeat.map_or(0, unix_ms),
+                    }
+                })
+                .collect();
+            agents
+                .sort_by(|a, b| (&a.id, a.connected_since_ms).cmp(&(&b.id, b.connected_since_ms)));
+            api::TunnelStatus {
+                name: tunnel.name.clone(),
+                tenant: config.tenants[tunnel.tenant].id.clone(),
+                state,
+                routes: config
+                    .routes_using_tunnel(index)
+                    .map(|r| r.name.clone())
+                    .chain(
+                        config
+                            .tcp_routes
+                            .iter()
+                            .filter(|r| r.tunnel == index)
+                            .map(|r| r.name.clone()),
+                    )
+                    .collect(),
+                agents,
+            }
+        })
+        .collect();
+    api::Tunnels { tunnels }
 }

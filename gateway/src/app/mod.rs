@@ -27,6 +27,8 @@ use crate::observe::Recorders;
 use crate::proxy::Gateway;
 use crate::runtime::{BuildContext, BuildError, Runtime};
 use crate::secrets::{Environment, FingerprintKey, SecretUsageRegistry};
+use crate::upstream::tunnel::listener::{server_options, TunnelService};
+use crate::upstream::tunnel::TunnelRegistry;
 
 mod background;
 mod shutdown;
@@ -130,8 +132,28 @@ pub(crate) fn serve(
         }
     }
 
+    let tunnel_options = match &runtime.config.tunnel {
+        Some(t) => Some(server_options(t).map_err(|reason| {
+            StartError::Build(vec![BuildError::TlsListener {
+                listen: format!("tunnel.listen {}", t.listen),
+                reason,
+            }])
+        })?),
+        None => None,
+    };
     let listeners = bind_listeners(&runtime.config)?;
     let (audit, audit_writer) = open_audit(&runtime.config)?;
+    let tunnels = Arc::new(TunnelRegistry::new(
+        runtime
+            .config
+            .tunnel
+            .as_ref()
+            .map_or(portcullis_config::DEFAULT_TUNNEL_RECONNECT_GRACE, |t| {
+                t.reconnect_grace
+            }),
+        Arc::clone(&metrics),
+        audit.clone(),
+    ));
     let recorders = Arc::new(Recorders {
         metrics,
         audit,
@@ -143,6 +165,7 @@ pub(crate) fn serve(
         Arc::clone(&recorders),
         usage,
         listeners.report.clone(),
+        tunnels,
     ));
     let reloader = Arc::new(Reloader::new(
         Arc::clone(&shared),
@@ -152,7 +175,14 @@ pub(crate) fn serve(
         fingerprint_key,
     ));
     let mut options = options;
-    let server = build_server(&shared, reloader, listeners, &options, extra)?;
+    let server = build_server(
+        &shared,
+        reloader,
+        listeners,
+        tunnel_options,
+        &options,
+        extra,
+    )?;
     if let Some(on_ready) = options.on_ready.take() {
         on_ready(&shared.listeners);
     }
@@ -169,6 +199,10 @@ struct BoundListeners {
     http: Vec<Bound>,
     https: Vec<(Bound, PathBuf, PathBuf)>,
     admin: Bound,
+    /// The listener agents dial.
+    tunnel: Option<Bound>,
+    /// The listener of each TCP route, by route name.
+    tcp_routes: Vec<(String, Bound)>,
     report: portcullis_api::Listeners,
 }
 
@@ -195,18 +229,36 @@ fn bind_listeners(config: &Snapshot) -> Result<BoundListeners, StartError> {
         .filter_map(|t| bind(t.listen, "server.tls").map(|b| (b, t.cert.clone(), t.key.clone())))
         .collect();
     let admin = bind(config.server.admin_listen, "server.admin_listen");
+    let tunnel = config
+        .tunnel
+        .as_ref()
+        .and_then(|t| bind(t.listen, "tunnel.listen"));
+    let tcp_routes: Vec<(String, Bound)> = config
+        .tcp_routes
+        .iter()
+        .filter_map(|r| bind(r.listen, "tcp_routes.listen").map(|b| (r.name.clone(), b)))
+        .collect();
     match admin {
         Some(admin) if errors.is_empty() => {
             let report = portcullis_api::Listeners {
                 http: http.iter().map(|b| b.addr).collect(),
                 https: https.iter().map(|(b, _, _)| b.addr).collect(),
                 admin: admin.addr,
-                tunnel: None,
+                tunnel: tunnel.as_ref().map(|b| b.addr),
+                tcp_routes: tcp_routes
+                    .iter()
+                    .map(|(name, b)| portcullis_api::TcpRouteListener {
+                        name: name.clone(),
+                        addr: b.addr,
+                    })
+                    .collect(),
             };
             Ok(BoundListeners {
                 http,
                 https,
                 admin,
+                tunnel,
+                tcp_routes,
                 report,
             })
         }
@@ -233,6 +285,7 @@ fn build_server(
     shared: &Arc<Shared>,
     reloader: Arc<Reloader>,
     listeners: BoundListeners,
+    tunnel_options: Option<portcullis_broker::ServerOptions>,
     options: &ServeOptions,
     extra: Vec<ExtraService>,
 ) -> Result<Server, StartError> {
@@ -249,7 +302,11 @@ fn build_server(
 
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        Gateway::new(Arc::clone(&shared.runtime), Arc::clone(&shared.recorders)),
+        Gateway::new(
+            Arc::clone(&shared.runtime),
+            Arc::clone(&shared.recorders),
+            Arc::clone(&shared.tunnels),
+        ),
         "portcullis proxy",
     );
     let mut bound = Vec::new();
@@ -281,6 +338,26 @@ fn build_server(
     );
     admin.add_tcp(&listeners.admin.pingora_addr());
     server.add_service(PreBound::new(admin, [listeners.admin]));
+
+    let agents = listeners
+        .tunnel
+        .and_then(Bound::into_std)
+        .zip(tunnel_options);
+    let tcp_routes: Vec<(String, std::net::TcpListener)> = listeners
+        .tcp_routes
+        .into_iter()
+        .filter_map(|(name, b)| b.into_std().map(|s| (name, s)))
+        .collect();
+    if agents.is_some() || !tcp_routes.is_empty() {
+        server.add_service(TunnelService::new(
+            agents,
+            tcp_routes,
+            Arc::clone(&shared.runtime),
+            Arc::clone(&shared.tunnels),
+            Arc::clone(&shared.recorders),
+            options.threads,
+        ));
+    }
 
     server.add_service(background_service(
         "upstream discovery and health",

@@ -52,6 +52,25 @@ pub(super) fn check(path: &Path) -> ExitCode {
     for warning in warnings(&runtime, SystemTime::now()) {
         eprintln!("warning: {warning}");
     }
+    if let Some(tunnel) = runtime.config.tunnel.as_ref().filter(|t| t.tls.is_none()) {
+        eprintln!(
+            "warning: tunnel: insecure_plaintext = true: agents on {} connect without TLS, so \
+             their broker tokens and all tunnel traffic cross the network in the clear; use it \
+             for tests only",
+            tunnel.listen
+        );
+    }
+    for tunnel in runtime
+        .config
+        .tunnels
+        .iter()
+        .filter(|t| t.tokens.is_empty())
+    {
+        eprintln!(
+            "warning: tunnels '{}': no token_sha256, so no agent can connect to it",
+            tunnel.name
+        );
+    }
     println!("OK {hash}");
     ExitCode::SUCCESS
 }

@@ -56,6 +56,9 @@ pub(super) fn demo(args: &ListenArgs, no_console: bool, log_guard: WorkerGuard) 
     let env = std::mem::take(&mut demo.env);
     let source = demo.source.clone();
     options.on_ready = Some(Box::new(move |listeners| {
+        if let Err(e) = demo.start_agent(listeners) {
+            tracing::error!(error = %e, "the demo tunnel stays offline");
+        }
         println!("{}", demo.ready(listeners));
         if console {
             open_console(listeners.admin, demo.admin_token_file());

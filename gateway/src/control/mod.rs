@@ -14,6 +14,7 @@ use portcullis_config::Snapshot;
 use crate::observe::Recorders;
 use crate::runtime::{Runtime, SharedRuntime};
 use crate::secrets::SecretUsageRegistry;
+use crate::upstream::tunnel::TunnelRegistry;
 
 mod reload;
 
@@ -37,6 +38,8 @@ pub(crate) struct Shared {
     /// The listener addresses as configured at startup (port 0 included), to tell whether a
     /// reloaded config asks for different ones.
     pub(crate) configured: ConfiguredListeners,
+    /// The agents connected to this gateway's tunnels (they outlive reloads).
+    pub(crate) tunnels: Arc<TunnelRegistry>,
 }
 
 /// Listener addresses as a config gives them.
@@ -48,6 +51,10 @@ pub(crate) struct ConfiguredListeners {
     pub(crate) https: Vec<SocketAddr>,
     /// The admin API.
     pub(crate) admin: SocketAddr,
+    /// The tunnel listener with all its settings (they apply at startup only).
+    pub(crate) tunnel: Option<portcullis_config::TunnelListener>,
+    /// TCP route listeners, by route name.
+    pub(crate) tcp_routes: Vec<(String, SocketAddr)>,
 }
 
 // === impl Shared ===
@@ -59,6 +66,7 @@ impl Shared {
         recorders: Arc<Recorders>,
         secret_usage: SecretUsageRegistry,
         listeners: portcullis_api::Listeners,
+        tunnels: Arc<TunnelRegistry>,
     ) -> Self {
         let configured = ConfiguredListeners::of(&runtime.config);
         Self {
@@ -69,6 +77,7 @@ impl Shared {
             started_instant: Instant::now(),
             listeners,
             configured,
+            tunnels,
         }
     }
 }
@@ -82,6 +91,12 @@ impl ConfiguredListeners {
             http: config.server.listen.clone(),
             https: config.server.tls.iter().map(|t| t.listen).collect(),
             admin: config.server.admin_listen,
+            tunnel: config.tunnel.clone(),
+            tcp_routes: config
+                .tcp_routes
+                .iter()
+                .map(|r| (r.name.clone(), r.listen))
+                .collect(),
         }
     }
 }

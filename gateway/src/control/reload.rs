@@ -264,7 +264,9 @@ impl Reloader {
         let runtime = Arc::new(runtime);
         publish_runtime_metrics(&self.shared, &runtime);
         // The one store that switches every new request to the new config.
-        self.shared.runtime.store(runtime);
+        self.shared.runtime.store(Arc::clone(&runtime));
+        // Then the agents whose token the new config no longer lists are disconnected.
+        self.shared.tunnels.apply(&runtime);
     }
 }
 
@@ -298,6 +300,15 @@ fn restart_required(bound: &ConfiguredListeners, new: &Snapshot, old: &Snapshot)
     }
     if wanted.admin != bound.admin {
         out.push("server.admin_listen: changes only on restart".into());
+    }
+    if wanted.tunnel != bound.tunnel {
+        out.push("tunnel: the tunnel listener and its settings change only on restart".into());
+    }
+    if wanted.tcp_routes != bound.tcp_routes {
+        out.push(
+            "tcp_routes: adding, removing, renaming or moving a TCP route's listener needs a restart"
+                .into(),
+        );
     }
     if new.audit != old.audit {
         out.push("audit: the audit sink changes only on restart".into());

@@ -1,7 +1,9 @@
 //! The built-in demo: a config, demo secrets, a demo upstream and a demo identity provider, so
 //! that one command shows the gateway matching a route, checking a key, injecting a secret,
 //! validating a user's token, exchanging a client secret for a token, and leaving from an
-//! egress IP.
+//! egress IP — and a broker tunnel: a real `portcullis-agent` (the broker crate's agent, run in
+//! this process) dials the gateway's tunnel listener over loopback and serves a demo "internal"
+//! service that only it can reach, adding a credential the gateway never sees.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -29,21 +31,27 @@ pub(crate) const DEMO_TOKEN: &str = "demo-token-not-a-real-secret";
 /// The demo exchange route's client id.
 const DEMO_CLIENT_ID: &str = "demo-integration";
 
+/// The credential the demo agent adds for the internal service (not a real credential).
+pub(crate) const DEMO_INTERNAL_TOKEN: &str = "demo-internal-credential-held-by-the-agent";
+
 /// Everything `portcullis demo` runs besides the gateway itself.
 pub(crate) struct Demo {
     /// The demo config.
     pub(crate) source: ConfigSource,
     /// The demo's environment (the demo secret).
     pub(crate) env: HashMap<String, String>,
-    /// The demo upstream, on a socket already bound.
+    /// The demo upstream, the internal service, the identity provider and the traffic
+    /// generator (the listeners on sockets already bound).
     pub(crate) services: Vec<ExtraService>,
     /// The demo upstream's address.
     upstream: SocketAddr,
+    /// The internal service's address (reached only through the tunnel).
+    internal: SocketAddr,
     /// The gateway's address, for the traffic generator, once it is bound.
     gateway: Arc<OnceLock<SocketAddr>>,
     /// The demo identity provider's address.
     idp: SocketAddr,
-    /// Where the admin token and the audit log are.
+    /// Where the admin token, the audit logs, the agent's config and token are.
     dir: PathBuf,
 }
 
@@ -61,20 +69,45 @@ pub(crate) enum DemoError {
     Idp(#[from] idp::IdpKeyError),
 }
 
+/// Why the demo agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DemoAgentError {
+    /// The gateway has no tunnel listener (the demo config always has one).
+    #[error("the demo gateway has no tunnel listener")]
+    NoListener,
+    /// The agent's config or files could not be written or read.
+    #[error("preparing the demo agent: {0}")]
+    Config(String),
+}
+
 /// Sets up the demo for a gateway on `listen` with its admin API on `admin`.
 pub(crate) fn prepare(listen: SocketAddr, admin: SocketAddr) -> Result<Demo, DemoError> {
     let upstream = listener::bind(SocketAddr::from(([127, 0, 0, 1], 0)), "demo upstream")?;
     let upstream_addr = upstream.addr;
+    let internal = listener::bind(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        "demo internal service",
+    )?;
+    let internal_addr = internal.addr;
     let idp = listener::bind(
         SocketAddr::from(([127, 0, 0, 1], 0)),
         "demo identity provider",
     )?;
     let idp_addr = idp.addr;
     let dir = prepare_dir().map_err(DemoError::Dir)?;
-    let text = demo_config(listen, admin, upstream_addr, idp_addr, &dir);
+    let tunnel_token = std::fs::read_to_string(dir.join("agent-token")).map_err(DemoError::Dir)?;
+    let text = demo_config(listen, admin, upstream_addr, idp_addr, &dir).replace(
+        "{TUNNEL_TOKEN_SHA256}",
+        &hex::encode(Sha256::digest(tunnel_token.trim())),
+    );
     let mut echo =
         pingora::services::listening::Service::new("demo upstream".to_owned(), echo::EchoUpstream);
     echo.add_tcp(&upstream.pingora_addr());
+    let mut internal_echo = pingora::services::listening::Service::new(
+        "demo internal service".to_owned(),
+        echo::EchoUpstream,
+    );
+    internal_echo.add_tcp(&internal.pingora_addr());
     let gateway = Arc::new(OnceLock::new());
     let generator = background_service(
         "demo traffic",
@@ -99,10 +132,12 @@ pub(crate) fn prepare(listen: SocketAddr, admin: SocketAddr) -> Result<Demo, Dem
         env: demo_env(&client_secret),
         services: vec![
             Box::new(listener::PreBound::new(echo, [upstream])),
+            Box::new(listener::PreBound::new(internal_echo, [internal])),
             Box::new(listener::PreBound::new(idp_service, [idp])),
             Box::new(generator),
         ],
         upstream: upstream_addr,
+        internal: internal_addr,
         gateway,
         idp: idp_addr,
         dir,
@@ -139,21 +174,29 @@ pub(crate) fn log_file() -> Option<std::fs::File> {
     std::fs::File::create(dir.join("gateway.log")).ok()
 }
 
-/// Creates the demo directory with a fresh admin token (mode 0600) and returns it.
+/// Creates the demo directory with a fresh admin token, a fresh tunnel token for the demo agent
+/// and the internal service's credential (all mode 0600), and returns it.
 fn prepare_dir() -> std::io::Result<PathBuf> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let dir = dir();
     std::fs::create_dir_all(&dir)?;
-    let token = format!("{:032x}", rand::random::<u128>());
+    for name in ["admin-token", "agent-token"] {
+        write_private(&dir.join(name), &format!("{:032x}", rand::random::<u128>()))?;
+    }
+    write_private(&dir.join("internal-token"), DEMO_INTERNAL_TOKEN)?;
+    Ok(dir)
+}
+
+/// Writes `text` to a file only its owner can read.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(dir.join("admin-token"))?;
-    file.write_all(token.as_bytes())?;
-    Ok(dir)
+        .open(path)?;
+    file.write_all(text.as_bytes())
 }
 
 /// The demo's environment: the demo secrets, and nothing from the real process environment.
@@ -199,27 +242,93 @@ impl Demo {
     pub(crate) fn ready(&self, listeners: &portcullis_api::Listeners) -> String {
         let listen = listeners.http.first().copied().unwrap_or(listeners.admin);
         let _ = self.gateway.set(listen);
-        banner(listen, listeners.admin, self.upstream, self.idp, &self.dir)
+        let addrs = BannerAddrs {
+            listen,
+            admin: listeners.admin,
+            upstream: self.upstream,
+            internal: self.internal,
+            idp: self.idp,
+            tunnel: listeners.tunnel,
+        };
+        banner(&addrs, &self.dir)
     }
 
     /// The admin token file, for the console.
     pub(crate) fn admin_token_file(&self) -> PathBuf {
         self.dir.join("admin-token")
     }
+
+    /// Starts the demo agent on its own thread, dialing the gateway's tunnel listener (known
+    /// once the listeners are bound). It writes its config to the demo directory first, so a
+    /// reader can see exactly what a customer would run.
+    pub(crate) fn start_agent(
+        &self,
+        listeners: &portcullis_api::Listeners,
+    ) -> Result<(), DemoAgentError> {
+        let tunnel = listeners.tunnel.ok_or(DemoAgentError::NoListener)?;
+        let text = include_str!("agent.toml")
+            .replace("{TUNNEL}", &tunnel.to_string())
+            .replace("{INTERNAL}", &self.internal.to_string());
+        let path = self.dir.join("agent.toml");
+        std::fs::write(&path, text).map_err(|e| DemoAgentError::Config(e.to_string()))?;
+        let config = portcullis_broker::agent::AgentConfig::load(&path)
+            .map_err(|e| DemoAgentError::Config(e.to_string()))?;
+        std::thread::Builder::new()
+            .name("demo agent".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot start the demo agent");
+                        return;
+                    }
+                };
+                // It runs as long as the demo does; the process exit stops it.
+                let result = runtime.block_on(portcullis_broker::agent::run(
+                    config,
+                    std::future::pending(),
+                ));
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "the demo agent stopped");
+                }
+            })
+            .map_err(|e| DemoAgentError::Config(e.to_string()))?;
+        Ok(())
+    }
 }
 
-/// What to print so a newcomer knows what to try.
-fn banner(
+/// The addresses the banner shows.
+struct BannerAddrs {
     listen: SocketAddr,
     admin: SocketAddr,
     upstream: SocketAddr,
+    internal: SocketAddr,
     idp: SocketAddr,
-    dir: &Path,
-) -> String {
+    tunnel: Option<SocketAddr>,
+}
+
+/// What to print so a newcomer knows what to try.
+fn banner(addrs: &BannerAddrs, dir: &Path) -> String {
+    let BannerAddrs {
+        listen,
+        admin,
+        upstream,
+        internal,
+        idp,
+        tunnel,
+    } = addrs;
+    let tunnel = tunnel.map_or_else(|| "-".to_owned(), |t| t.to_string());
     let token_file = dir.join("admin-token");
     let audit = dir.join("audit.jsonl");
+    let agent_audit = dir.join("agent-audit.jsonl");
+    let agent_config = dir.join("agent.toml");
     let token_file = token_file.display();
     let audit = audit.display();
+    let agent_audit = agent_audit.display();
+    let agent_config = agent_config.display();
     format!(
         "\
 Portcullis demo
@@ -227,7 +336,9 @@ Portcullis demo
   admin     http://{admin}   (bearer token in {token_file})
   upstream  http://{upstream}   (demo echo server: slow under /slow, failing now and then under /flaky)
   idp       http://{idp}   (demo identity provider: JWKS, user tokens, OAuth token endpoint)
-  audit     {audit}
+  tunnel    {tunnel}   (broker tunnel listener; the demo agent dials it, config {agent_config})
+  internal  http://{internal}   (demo internal service, reached only through the agent)
+  audit     {audit}   (agent: {agent_audit})
   traffic   a few requests a second through every demo route, for the console to show
 
 Console: `portcullis console --admin http://{admin} --token-file {token_file}`
@@ -240,6 +351,11 @@ Try:
       -> 401 {{\"error\":\"unauthenticated\",...}}
   curl -s http://{listen}/demo/echo/../../etc/passwd -H 'x-portcullis-key: {DEMO_KEY}' --path-as-is
       -> 403 path_denied
+  curl -s http://{listen}/demo/internal/hello -H 'x-portcullis-key: {DEMO_KEY}'
+      -> through the broker tunnel: the agent maps the route to its 'internal' origin, checks its
+         own accept rules and adds its own Authorization header, which the gateway never sees
+  curl -s http://{admin}/api/v1/tunnels -H \"Authorization: Bearer $(cat {token_file})\"
+      -> the tunnel and its connected agent
   curl -s http://{listen}/demo/status
       -> a public route (no key)
   curl -s http://{listen}/demo/pagerduty/services -H 'x-portcullis-key: {DEMO_KEY}'

@@ -1,7 +1,8 @@
 //! The demo's traffic: a few requests a second through the demo routes — fast, slow, failing,
-//! refused (no key, traversal, a missing secret, a bad user token) — and through both token modes
-//! (a demo user's token passed through, an exchanged integration token), so every view of the
-//! console has something moving. Bounded in count and time; it stops by itself, and at shutdown.
+//! refused (no key, traversal, a missing secret, a bad user token, the agent's own rules) —
+//! through both token modes (a demo user's token passed through, an exchanged integration token)
+//! and through the broker tunnel, so every view of the console has something moving. Bounded in
+//! count and time; it stops by itself, and at shutdown.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -52,6 +53,10 @@ const REQUESTS: &[(&str, &str, Caller)] = &[
     ("GET", "/demo/exchange/items/42", Caller::Keyed),
     ("GET", "/demo/flaky/deploys", Caller::Keyed),
     ("DELETE", "/demo/slow/reports/1", Caller::Keyed),
+    // Through the broker tunnel: the agent serves the GET and refuses the POST (its accept
+    // rules allow GET only: 403 agent_denied).
+    ("GET", "/demo/internal/inventory", Caller::Keyed),
+    ("POST", "/demo/internal/inventory", Caller::Keyed),
 ];
 
 /// Sends the demo's requests to the gateway once its address is known.

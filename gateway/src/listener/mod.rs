@@ -53,6 +53,12 @@ impl Bound {
     pub(crate) fn pingora_addr(&self) -> String {
         self.addr.to_string()
     }
+
+    /// The socket itself, for a service that accepts on it without Pingora's listener (the
+    /// tunnel listener and the TCP routes).
+    pub(crate) fn into_std(self) -> Option<TcpListener> {
+        self.socket
+    }
 }
 
 /// Binds `addr` now (port 0: any free port). The socket is non-blocking, as Pingora's runtime

@@ -46,6 +46,13 @@ pub(crate) struct RequestRecord {
 pub(crate) enum Upstream {
     /// A resolved target address.
     Address(SocketAddr),
+    /// A broker tunnel, and the agent that carried the request.
+    Tunnel {
+        /// The tunnel's name.
+        tunnel: String,
+        /// The agent's id.
+        agent: String,
+    },
 }
 
 // === impl Upstream ===
@@ -54,6 +61,7 @@ impl std::fmt::Display for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Upstream::Address(addr) => addr.fmt(f),
+            Upstream::Tunnel { tunnel, agent } => write!(f, "tunnel/{tunnel}/{agent}"),
         }
     }
 }

@@ -4,6 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use portcullis_broker::AgentSession;
 use prometheus::IntGauge;
 
 use crate::observe::audit::AuditSlot;
@@ -45,6 +46,10 @@ pub(crate) struct RequestCtx {
     /// The status the caller got (0 until a response head went out).
     pub(crate) status: u16,
     pub(crate) upstream_addr: Option<SocketAddr>,
+    /// The agent a tunnel route's request went to.
+    pub(crate) tunnel_agent: Option<AgentSession>,
+    /// Seconds for `Retry-After` (503 `tunnel_reconnecting`).
+    pub(crate) retry_after: Option<u64>,
     /// The upstream's status, once its response head arrived.
     pub(crate) upstream_status: Option<u16>,
     pub(crate) bytes_out: u64,
@@ -84,6 +89,8 @@ impl RequestCtx {
             egress: None,
             status: 0,
             upstream_addr: None,
+            tunnel_agent: None,
+            retry_after: None,
             upstream_status: None,
             bytes_out: 0,
             audit_slot: None,

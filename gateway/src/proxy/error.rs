@@ -25,6 +25,9 @@ pub(super) async fn respond(session: &mut Session, ctx: &mut RequestCtx, code: E
     let _ = resp.insert_header("content-type", "application/json");
     let _ = resp.insert_header(CONTENT_LENGTH, body.len());
     let _ = resp.insert_header("x-request-id", ctx.request_id.as_str());
+    if code == ErrorCode::TunnelReconnecting {
+        let _ = resp.insert_header("retry-after", ctx.retry_after.unwrap_or(1).max(1));
+    }
     if code == ErrorCode::MethodNotAllowed {
         if let Some(MethodSet::Only(methods)) = route.map(|r| &r.methods) {
             let _ = resp.insert_header("allow", methods.join(", "));
@@ -68,6 +71,27 @@ pub(super) fn classify(e: &Error) -> Option<ErrorCode> {
     }
 }
 
+/// A tunnel route's failure that no filter classified: when the agent carrying the request
+/// is gone, say so (502 `tunnel_disconnected`) rather than "upstream unreachable", which would
+/// blame the customer's origin. `None`: not a tunnel route, or the agent is still there.
+pub(super) fn tunnel_failure(e: &Error, ctx: &RequestCtx) -> Option<ErrorCode> {
+    let agent = ctx.tunnel_agent.as_ref()?;
+    if e.esource() == &ErrorSource::Downstream {
+        return None;
+    }
+    if agent.is_closed() {
+        return Some(ErrorCode::TunnelDisconnected);
+    }
+    // A tunnel stream fails with `ConnectionAborted` only once its connection has ended (the
+    // transport reported its end, or the session was stopped) — which happens a moment before
+    // the session reports itself closed. That error is the condition itself: no need to wait.
+    let aborted = e
+        .root_cause()
+        .downcast_ref::<std::io::Error>()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionAborted);
+    aborted.then_some(ErrorCode::TunnelDisconnected)
+}
+
 /// What went wrong with the upstream, if anything did, for `portcullis_upstream_errors_total`.
 pub(super) fn upstream_error_kind(
     e: Option<&Error>,
@@ -76,7 +100,9 @@ pub(super) fn upstream_error_kind(
     use ErrorType::*;
     match ctx.denial {
         Some(ErrorCode::DestinationDenied) => return Some(UpstreamErrorKind::DestinationDenied),
-        Some(ErrorCode::UpstreamUnreachable) if ctx.upstream_addr.is_none() => {
+        Some(ErrorCode::UpstreamUnreachable)
+            if ctx.upstream_addr.is_none() && ctx.tunnel_agent.is_none() =>
+        {
             return Some(UpstreamErrorKind::NoHealthyTarget)
         }
         _ => {}

@@ -80,7 +80,13 @@ pub(super) fn record(
         duration,
         client_ip: ctx.client_ip,
         egress: ctx.egress,
-        upstream: ctx.upstream_addr.map(Upstream::Address),
+        upstream: match &ctx.tunnel_agent {
+            Some(agent) => Some(Upstream::Tunnel {
+                tunnel: agent.info().tunnel.clone(),
+                agent: agent.info().agent_id.clone(),
+            }),
+            None => ctx.upstream_addr.map(Upstream::Address),
+        },
         bytes_in: ctx.body_bytes,
         bytes_out: ctx.bytes_out,
     });

@@ -2,7 +2,7 @@
 //! injected credentials (or the exchanged token; a passthrough route's token header is on its
 //! forward list and goes as it came), `Host` and the forwarding headers.
 
-use http::header::HOST;
+use http::header::{CONNECTION, HOST};
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
@@ -53,6 +53,11 @@ pub(super) fn upstream_head(
     }
     if route.change_origin {
         upstream.insert_header(HOST, target.authority.clone())?;
+    }
+    if route.upstream.tunnel().is_some() {
+        // One stream per request: Pingora cannot take a virtual socket out of its pool again
+        // (see `upstream::tunnel::connector`), so do not leave one idle on the agent.
+        upstream.insert_header(CONNECTION, "close")?;
     }
 
     let client = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default();

@@ -28,6 +28,7 @@ use crate::observe::record::redact_query;
 use crate::observe::Recorders;
 use crate::outcome::ErrorCode;
 use crate::runtime::SharedRuntime;
+use crate::upstream::tunnel::TunnelRegistry;
 
 mod admit;
 mod auth;
@@ -45,14 +46,24 @@ const GUARDED_RESPONSE_HEADERS: [&str; 2] = ["set-cookie", "set-cookie2"];
 pub(crate) struct Gateway {
     runtime: SharedRuntime,
     recorders: Arc<Recorders>,
+    tunnels: Arc<TunnelRegistry>,
 }
 
 // === impl Gateway ===
 
 impl Gateway {
-    /// A gateway serving whatever runtime is current, recording into `recorders`.
-    pub(crate) fn new(runtime: SharedRuntime, recorders: Arc<Recorders>) -> Self {
-        Self { runtime, recorders }
+    /// A gateway serving whatever runtime is current, recording into `recorders`, reaching
+    /// tunnel routes through the agents in `tunnels`.
+    pub(crate) fn new(
+        runtime: SharedRuntime,
+        recorders: Arc<Recorders>,
+        tunnels: Arc<TunnelRegistry>,
+    ) -> Self {
+        Self {
+            runtime,
+            recorders,
+            tunnels,
+        }
     }
 
     /// Writes the error response for `code`; `Ok(true)` tells Pingora the request is answered.
@@ -172,7 +183,14 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         credentials::acquire(ctx).await?;
-        peer::saas_peer(ctx)
+        if ctx
+            .route()
+            .is_some_and(|(route, _)| route.upstream.tunnel().is_some())
+        {
+            peer::tunnel_peer(ctx, &self.tunnels)
+        } else {
+            peer::saas_peer(ctx)
+        }
     }
 
     fn fail_to_connect(
@@ -183,7 +201,12 @@ impl ProxyHttp for Gateway {
         mut e: Box<Error>,
     ) -> Box<Error> {
         let retries = ctx.route().map_or(0, |(route, _)| route.retries);
-        if ctx.connect_attempts <= retries && session.req_header().method.is_idempotent() {
+        // A stream that could not be opened on an agent that has just gone carried nothing:
+        // another agent may take even a non-idempotent request.
+        let agent_gone = ctx.tunnel_agent.as_ref().is_some_and(|a| a.is_closed());
+        if ctx.connect_attempts <= retries
+            && (agent_gone || session.req_header().method.is_idempotent())
+        {
             e.set_retry(true);
         }
         e
@@ -260,7 +283,10 @@ impl ProxyHttp for Gateway {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let code = ctx.denial.or_else(|| error::classify(e));
+        let code = match ctx.denial {
+            Some(code) => Some(code),
+            None => error::tunnel_failure(e, ctx).or_else(|| error::classify(e)),
+        };
         if code == Some(ErrorCode::BodyTooLarge) {
             // Read (and discard) what the client is still sending, briefly, so that it sees the
             // 413 rather than a connection reset.

@@ -1,8 +1,11 @@
-//! The peer a request is sent to: a target chosen round-robin among the healthy ones, checked
-//! by the destination guard on its resolved address, reached from the tenant's egress address,
-//! in a connection-pool group of its own.
+//! The peer a request is sent to. A SaaS route's is a target chosen round-robin among the
+//! healthy ones, checked by the destination guard on its resolved address, reached from the
+//! tenant's egress address, in a connection-pool group of its own. A tunnel route's is a stream
+//! on one of the tunnel's agents, opened by the tunnel connector; with no agent the request is
+//! answered at once (502 `tunnel_offline`, or 503 `tunnel_reconnecting` within the grace).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pingora::connectors::l4::BindTo;
@@ -12,11 +15,13 @@ use pingora::{Error, ErrorType, Result};
 
 use super::ctx::RequestCtx;
 use crate::outcome::ErrorCode;
+use crate::upstream::tunnel::connector::TunnelConnector;
+use crate::upstream::tunnel::{Pick, TunnelRegistry};
 use crate::upstream::TargetIndex;
 
 /// Chooses and configures the peer for the next connection attempt.
 pub(super) fn saas_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
-    let rt = std::sync::Arc::clone(&ctx.runtime);
+    let rt = Arc::clone(&ctx.runtime);
     let Some(route_id) = ctx.route else {
         return Error::e_explain(ErrorType::InternalError, "no route in context");
     };
@@ -24,7 +29,10 @@ pub(super) fn saas_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
     let state = &rt.routes[route_id];
     ctx.connect_attempts += 1;
 
-    let Some(backend) = state.upstream.select() else {
+    let Some(group) = &state.upstream else {
+        return Error::e_explain(ErrorType::InternalError, "route has no upstream group");
+    };
+    let Some(backend) = group.select() else {
         ctx.denial = Some(ErrorCode::UpstreamUnreachable);
         return Error::e_explain(ErrorType::HTTPStatus(502), "no healthy target");
     };
@@ -83,6 +91,71 @@ pub(super) fn saas_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
     // being reused for another.
     peer.group_key = pool_group_key(ctx.egress, state.pool_salt);
     Ok(Box::new(peer))
+}
+
+/// Chooses the agent for the next connection attempt of a tunnel route, or refuses at once when
+/// the tunnel has none.
+pub(super) fn tunnel_peer(ctx: &mut RequestCtx, tunnels: &TunnelRegistry) -> Result<Box<HttpPeer>> {
+    let rt = Arc::clone(&ctx.runtime);
+    let Some(route_id) = ctx.route else {
+        return Error::e_explain(ErrorType::InternalError, "no route in context");
+    };
+    let route = &rt.config.routes[route_id];
+    let state = &rt.routes[route_id];
+    let Some(tunnel) = route.upstream.tunnel() else {
+        return Error::e_explain(ErrorType::InternalError, "not a tunnel route");
+    };
+    let tunnel = &rt.config.tunnels[tunnel];
+    ctx.connect_attempts += 1;
+    let session = match tunnels.pick(&tunnel.name, &state.tenant) {
+        Pick::Agent(session) => session,
+        Pick::Offline => {
+            ctx.denial = Some(ErrorCode::TunnelOffline);
+            return Error::e_explain(ErrorType::HTTPStatus(502), "no tunnel agent connected");
+        }
+        Pick::Reconnecting { retry_after } => {
+            ctx.denial = Some(ErrorCode::TunnelReconnecting);
+            ctx.retry_after = Some(retry_after.as_secs());
+            return Error::e_explain(ErrorType::HTTPStatus(503), "tunnel agents reconnecting");
+        }
+    };
+    let info = session.info();
+    // The address is the agent's, for Pingora's logs; the connector ignores it.
+    let mut peer = HttpPeer::new(info.remote, false, String::new());
+    let opts = &mut peer.options;
+    opts.connection_timeout = Some(route.timeouts.connect);
+    opts.total_connection_timeout = Some(route.timeouts.connect * 2);
+    let remaining = ctx.deadline.map_or(route.timeouts.read, |d| {
+        d.saturating_duration_since(Instant::now())
+    });
+    opts.read_timeout = Some(
+        route
+            .timeouts
+            .read
+            .min(remaining)
+            .max(Duration::from_millis(1)),
+    );
+    opts.write_timeout = Some(route.timeouts.read);
+    opts.alpn = ALPN::H1;
+    opts.custom_l4 = Some(Arc::new(TunnelConnector::new(
+        session.clone(),
+        route.timeouts.connect,
+    )));
+    peer.group_key = tunnel_group_key(&tunnel.name, info.session_id);
+    ctx.target = 0;
+    ctx.tunnel_agent = Some(session);
+    Ok(Box::new(peer))
+}
+
+/// The connection-pool group of one agent session of one tunnel: a pooled stream can never
+/// serve another agent or another tunnel.
+fn tunnel_group_key(tunnel: &str, session: u64) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    "tunnel".hash(&mut h);
+    tunnel.hash(&mut h);
+    session.hash(&mut h);
+    h.finish()
 }
 
 /// The connection-pool group of an egress address and a route's trust/protocol salt.

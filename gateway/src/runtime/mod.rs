@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use portcullis_config::{Endpoint, KeyDigests, Route, RouteAuth, Snapshot};
+use portcullis_config::{Endpoint, KeyDigests, Route, RouteAuth, RouteUpstream, Snapshot};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use zeroize::Zeroizing;
@@ -31,6 +31,7 @@ use crate::tokens::jwks::{JwksCache, JwksSettings};
 use crate::tokens::jwt::JwtPolicy;
 use crate::upstream::egress::{egress_document, EgressSelector};
 use crate::upstream::fetch::FetchTarget;
+use crate::upstream::tunnel::TunnelTokens;
 use crate::upstream::{
     load_ca_bundle, CaBundle, CaFileError, GroupKey, UpstreamGroup, UpstreamGroupSpec,
     UpstreamGroups,
@@ -68,6 +69,8 @@ pub(crate) struct Runtime {
     pub(crate) admin_token: Option<KeyDigests>,
     /// What this build saw happen to each referenced secret (for the audit log).
     pub(crate) secret_changes: Vec<(String, String, FingerprintChange)>,
+    /// Which tunnel each broker token opens (swapped with the rest of the runtime).
+    pub(crate) tunnel_tokens: TunnelTokens,
 }
 
 /// A runtime and the upstream groups it created, which still need their DNS resolution
@@ -99,8 +102,9 @@ pub(crate) struct RouteRuntime {
     pub(crate) name: Arc<str>,
     /// The route's tenant, likewise.
     pub(crate) tenant: Arc<str>,
-    /// Upstream selection over the resolved targets.
-    pub(crate) upstream: Arc<UpstreamGroup>,
+    /// Upstream selection over the resolved targets; `None` for tunnel routes, which reach
+    /// an agent origin by name and have no addresses to resolve or health-check.
+    pub(crate) upstream: Option<Arc<UpstreamGroup>>,
     /// Injected headers with every reference resolved.
     pub(crate) injected: InjectedHeaders,
     /// CA bundle for upstream verification, when the route names one.
@@ -179,6 +183,18 @@ impl Runtime {
                 });
             }
         }
+        if let Some((tunnel, tls)) = config
+            .tunnel
+            .as_ref()
+            .and_then(|t| t.tls.as_ref().map(|tls| (t, tls)))
+        {
+            if let Err(reason) = check_tls_files(&tls.cert, &tls.key) {
+                errors.push(BuildError::TlsListener {
+                    listen: format!("tunnel.listen {}", tunnel.listen),
+                    reason,
+                });
+            }
+        }
         let secret_refs = config.secret_refs();
         let secrets = SecretStore::load(
             &config.secrets,
@@ -234,19 +250,24 @@ impl Runtime {
                 route.upstream_http2.hash(&mut h);
                 h.finish()
             };
-            let targets = route.upstream.targets();
-            let key = GroupKey::new(targets, &route.health_check, route.tls_verify, ca.as_ref());
-            let upstream = groups.get_or_create(
-                key,
-                cx.previous.map(|p| &p.groups),
-                &mut new_groups,
-                UpstreamGroupSpec {
-                    targets,
-                    health: &route.health_check,
-                    tls_verify: route.tls_verify,
-                    ca: ca.as_ref(),
-                },
-            );
+            let upstream = match &route.upstream {
+                RouteUpstream::Tunnel { .. } => None,
+                RouteUpstream::Saas { targets } => {
+                    let key =
+                        GroupKey::new(targets, &route.health_check, route.tls_verify, ca.as_ref());
+                    Some(groups.get_or_create(
+                        key,
+                        cx.previous.map(|p| &p.groups),
+                        &mut new_groups,
+                        UpstreamGroupSpec {
+                            targets,
+                            health: &route.health_check,
+                            tls_verify: route.tls_verify,
+                            ca: ca.as_ref(),
+                        },
+                    ))
+                }
+            };
             let mut injected = InjectedHeaders::resolve(&route.headers, tenant, &secrets, cx.env);
             let auth = AuthSpec {
                 route,
@@ -294,6 +315,7 @@ impl Runtime {
             .map(EgressSelector::new)
             .collect();
         let egress_document = egress_document(&config.egress_pools);
+        let tunnel_tokens = TunnelTokens::new(&config);
         Ok(Built {
             runtime: Self {
                 config,
@@ -305,6 +327,7 @@ impl Runtime {
                 loaded_at: SystemTime::now(),
                 admin_token,
                 secret_changes,
+                tunnel_tokens,
             },
             new_groups,
         })

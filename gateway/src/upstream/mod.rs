@@ -1,5 +1,6 @@
 //! Upstream targets: DNS discovery, round-robin selection with health checks, upstream TLS
-//! trust, and the egress addresses connections leave from.
+//! trust, and the egress addresses connections leave from; and, in [`tunnel`], the customer
+//! tunnels that tunnel routes reach their agents through.
 //!
 //! Routes with the same targets, health check and trust share one [`UpstreamGroup`] — a Pingora
 //! `LoadBalancer<RoundRobin>` over the resolved addresses — and a reload hands the groups of
@@ -29,6 +30,7 @@ use portcullis_config::{HealthCheck, Target};
 pub(crate) mod egress;
 pub(crate) mod fetch;
 mod tls;
+pub(crate) mod tunnel;
 
 pub(crate) use self::tls::{load_ca_bundle, CaBundle, CaFileError};
 

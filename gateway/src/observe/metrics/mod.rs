@@ -35,6 +35,9 @@ pub(crate) use self::route::{Answer, RouteMetrics, UpstreamErrorKind};
 
 #[cfg(test)]
 mod tests;
+mod tunnels;
+
+pub(crate) use self::tunnels::{TunnelMetrics, TunnelSample};
 
 /// The content type of [`Metrics::encode`]'s output (`text/plain; version=0.0.4`).
 pub(crate) const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
@@ -62,6 +65,7 @@ pub(crate) struct Metrics {
     secret_expiry: GaugeVec,
     audit_dropped: IntCounter,
     audit_written: IntCounter,
+    tunnels: TunnelMetrics,
 }
 
 // === impl Metrics ===
@@ -168,6 +172,7 @@ impl Metrics {
             &registry,
             IntCounter::new("portcullis_audit_lines_total", "Audit lines written."),
         );
+        let tunnels = TunnelMetrics::register(&registry);
 
         Metrics {
             registry,
@@ -185,6 +190,7 @@ impl Metrics {
             secret_expiry,
             audit_dropped,
             audit_written,
+            tunnels,
         }
     }
 
@@ -330,6 +336,11 @@ impl Metrics {
     /// `portcullis_audit_lines_total`: audit lines written.
     pub(crate) fn audit_written(&self) -> &IntCounter {
         &self.audit_written
+    }
+
+    /// The broker tunnel families (`portcullis_tunnel_*`, `portcullis_tcp_route_*`).
+    pub(crate) fn tunnels(&self) -> &TunnelMetrics {
+        &self.tunnels
     }
 }
 
