@@ -31,6 +31,9 @@ pub(crate) enum ErrorCode {
     BodyTooLarge,
     /// The request headers exceed the server's limit.
     HeadersTooLarge,
+    /// The request line and headers did not arrive within `server.request_header_timeout_ms`
+    /// (written by the connection layer, which then closes the connection).
+    RequestTimeout,
     /// The request is malformed (e.g. no usable host).
     BadRequest,
     /// No connection to any target could be made.
@@ -58,7 +61,7 @@ struct ErrorBody<'a> {
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub(crate) const ALL: [ErrorCode; 14] = [
+    pub(crate) const ALL: [ErrorCode; 15] = [
         ErrorCode::NoRoute,
         ErrorCode::Unauthenticated,
         ErrorCode::CallerDenied,
@@ -67,6 +70,7 @@ impl ErrorCode {
         ErrorCode::MethodNotAllowed,
         ErrorCode::BodyTooLarge,
         ErrorCode::HeadersTooLarge,
+        ErrorCode::RequestTimeout,
         ErrorCode::BadRequest,
         ErrorCode::UpstreamUnreachable,
         ErrorCode::SecretMissing,
@@ -86,6 +90,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::BodyTooLarge => "body_too_large",
             ErrorCode::HeadersTooLarge => "headers_too_large",
+            ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::UpstreamUnreachable => "upstream_unreachable",
             ErrorCode::SecretMissing => "secret_missing",
@@ -104,6 +109,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::BodyTooLarge => 413,
             ErrorCode::HeadersTooLarge => 431,
+            ErrorCode::RequestTimeout => 408,
             ErrorCode::BadRequest => 400,
             ErrorCode::UpstreamUnreachable => 502,
             ErrorCode::SecretMissing | ErrorCode::AuditUnavailable => 503,
@@ -153,6 +159,7 @@ mod tests {
                 ("method_not_allowed", 405),
                 ("body_too_large", 413),
                 ("headers_too_large", 431),
+                ("request_timeout", 408),
                 ("bad_request", 400),
                 ("upstream_unreachable", 502),
                 ("secret_missing", 503),

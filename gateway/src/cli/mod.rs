@@ -78,6 +78,10 @@ struct RunArgs {
     /// The config file.
     #[arg(long, short, env = "PORTCULLIS_CONFIG")]
     config: Option<PathBuf>,
+    /// Graceful upgrade: take the listening sockets over from the gateway running now (on
+    /// `server.upgrade_sock`), which hands them over when it receives SIGQUIT and then drains.
+    #[arg(long)]
+    upgrade: bool,
     /// Listener overrides.
     #[command(flatten)]
     listen: ListenArgs,
@@ -134,6 +138,7 @@ pub(crate) fn main() -> ExitCode {
         None => run::run(
             RunArgs {
                 config: std::env::var_os("PORTCULLIS_CONFIG").map(PathBuf::from),
+                upgrade: false,
                 listen: ListenArgs {
                     listen: None,
                     admin_listen: None,
@@ -154,7 +159,7 @@ pub(crate) fn main() -> ExitCode {
 
 /// Logs go to stderr (or to `file`) through a non-blocking writer (a worker thread does the
 /// writing, so the access line costs a request no `write(2)`), with colours only on a
-/// terminal. The returned guard flushes what is buffered when dropped.
+/// terminal, every line escaped (`observe::escape`). The returned guard flushes what is buffered when dropped.
 fn init_logging(
     format: LogFormat,
     file: Option<std::fs::File>,
@@ -166,6 +171,9 @@ fn init_logging(
         Some(file) => tracing_appender::non_blocking(file),
         None => tracing_appender::non_blocking(std::io::stderr()),
     };
+    // Caller-derived text (paths, Pingora's own messages) never reaches the terminal or the
+    // log pipeline unescaped.
+    let writer = crate::observe::escape::SafeLines::new(writer, ansi);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)

@@ -42,6 +42,20 @@ pub(crate) const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
 /// (tenant, route).
 type RouteKey = (Box<str>, Box<str>);
 
+/// What the connection layer (`conn`) counts: connections open, refused, and cut for being
+/// too slow to send a request head. Cheap to clone (each is a shared handle).
+#[derive(Clone)]
+pub(crate) struct ConnectionMetrics {
+    /// `portcullis_active_connections`.
+    pub(crate) active: IntGauge,
+    /// `portcullis_connections_rejected_total{reason="max_connections"}`.
+    pub(crate) rejected_total: IntCounter,
+    /// `portcullis_connections_rejected_total{reason="max_connections_per_ip"}`.
+    pub(crate) rejected_per_ip: IntCounter,
+    /// `portcullis_request_header_timeouts_total`.
+    pub(crate) header_timeouts: IntCounter,
+}
+
 /// The process's metrics: one per process, `Arc`-shared, surviving config reloads.
 pub(crate) struct Metrics {
     registry: Registry,
@@ -62,6 +76,7 @@ pub(crate) struct Metrics {
     secret_expiry: GaugeVec,
     audit_dropped: IntCounter,
     audit_written: IntCounter,
+    connections: ConnectionMetrics,
 }
 
 // === impl Metrics ===
@@ -168,6 +183,37 @@ impl Metrics {
             &registry,
             IntCounter::new("portcullis_audit_lines_total", "Audit lines written."),
         );
+        let active_connections = register(
+            &registry,
+            IntGauge::new(
+                "portcullis_active_connections",
+                "Connections open on the public listeners (TLS handshakes included).",
+            ),
+        );
+        let rejected = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "portcullis_connections_rejected_total",
+                    "Connections closed at accept, before TLS, by the limit they would exceed.",
+                ),
+                &["reason"],
+            ),
+        );
+        let header_timeouts = register(
+            &registry,
+            IntCounter::new(
+                "portcullis_request_header_timeouts_total",
+                "Connections closed because a request line and headers did not arrive within server.request_header_timeout_ms.",
+            ),
+        );
+        let connections = ConnectionMetrics {
+            active: active_connections,
+            // Both reasons exist from the start, so `increase()` sees the first rejection.
+            rejected_total: rejected.with_label_values(&["max_connections"]),
+            rejected_per_ip: rejected.with_label_values(&["max_connections_per_ip"]),
+            header_timeouts,
+        };
 
         Metrics {
             registry,
@@ -185,6 +231,7 @@ impl Metrics {
             secret_expiry,
             audit_dropped,
             audit_written,
+            connections,
         }
     }
 
@@ -330,6 +377,11 @@ impl Metrics {
     /// `portcullis_audit_lines_total`: audit lines written.
     pub(crate) fn audit_written(&self) -> &IntCounter {
         &self.audit_written
+    }
+
+    /// The connection layer's metrics.
+    pub(crate) fn connections(&self) -> &ConnectionMetrics {
+        &self.connections
     }
 }
 
