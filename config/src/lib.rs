@@ -9,12 +9,14 @@
 //! This crate does no networking and holds no secret values: `${secret:NAME}` stays a name
 //! until the gateway's secret store resolves it.
 
+mod auth;
 mod compile;
 mod error;
 mod raw;
 mod snapshot;
 mod template;
 
+pub use auth::*;
 pub use compile::{compile, config_hash, load, parse_target};
 pub use error::{ConfigErrors, Diagnostic, LoadError};
 pub use snapshot::*;

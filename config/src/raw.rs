@@ -68,6 +68,8 @@ pub(crate) struct RawTlsListener {
 pub(crate) struct RawSecrets {
     pub(crate) env_prefix: Option<Spanned<String>>,
     pub(crate) dir: Option<Spanned<String>>,
+    pub(crate) store: Option<Spanned<String>>,
+    pub(crate) master_key_file: Option<Spanned<String>>,
 }
 
 /// `[admin]`: who may use the admin API.
@@ -157,6 +159,47 @@ pub(crate) struct RawRoute {
     pub(crate) health_check: Option<Spanned<RawHealthCheck>>,
     #[serde(default)]
     pub(crate) accept: Vec<Spanned<RawAcceptRule>>,
+    pub(crate) auth: Option<Spanned<String>>,
+    pub(crate) token_header: Option<Spanned<String>>,
+    pub(crate) opaque: Option<Spanned<bool>>,
+    pub(crate) jwt: Option<Spanned<RawJwt>>,
+    pub(crate) exchange: Option<Spanned<RawExchange>>,
+}
+
+/// `[routes.jwt]`: how a passed-through token is validated.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawJwt {
+    pub(crate) issuer: Option<Spanned<String>>,
+    pub(crate) audiences: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) jwks_url: Option<Spanned<String>>,
+    pub(crate) algorithms: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) leeway_seconds: Option<Spanned<u64>>,
+    pub(crate) jwks_refresh_seconds: Option<Spanned<u64>>,
+    pub(crate) jwks_grace_seconds: Option<Spanned<u64>>,
+    pub(crate) jwks_min_refetch_seconds: Option<Spanned<u64>>,
+}
+
+/// `[routes.exchange]`: how the tenant's key and secret become a token. One table for both
+/// kinds (serde's `flatten` cannot be combined with `deny_unknown_fields`); which keys a kind
+/// takes is checked when compiling.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawExchange {
+    pub(crate) kind: Option<Spanned<String>>,
+    pub(crate) token_url: Option<Spanned<String>>,
+    pub(crate) client_id: Option<Spanned<String>>,
+    pub(crate) client_secret: Option<Spanned<String>>,
+    pub(crate) scope: Option<Spanned<String>>,
+    pub(crate) audience: Option<Spanned<String>>,
+    pub(crate) client_auth: Option<Spanned<String>>,
+    pub(crate) url: Option<Spanned<String>>,
+    pub(crate) body: Option<Spanned<String>>,
+    pub(crate) token_pointer: Option<Spanned<String>>,
+    pub(crate) expires_in_pointer: Option<Spanned<String>>,
+    pub(crate) header: Option<Spanned<String>>,
+    pub(crate) prefix: Option<Spanned<String>>,
+    pub(crate) refresh_skew_seconds: Option<Spanned<u64>>,
 }
 
 /// `[routes.health_check]`: active checks of each target.

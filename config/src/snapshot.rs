@@ -15,6 +15,7 @@ use portcullis_routes::{MethodSet, PathPrefix, Rewrite, RouteTable};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::auth::RouteAuth;
 use crate::Template;
 
 /// Default public listener.
@@ -139,6 +140,11 @@ pub struct SecretSources {
     pub env_prefix: Option<String>,
     /// Files `{dir}/{tenant}/{name}`.
     pub dir: Option<PathBuf>,
+    /// The encrypted store file (`portcullis secrets`), looked in before `dir` and the
+    /// environment.
+    pub store: Option<PathBuf>,
+    /// The file holding the store's master key; without it, `$PORTCULLIS_MASTER_KEY`.
+    pub master_key_file: Option<PathBuf>,
 }
 
 /// Admin API access rules.
@@ -261,7 +267,7 @@ pub struct Route {
     pub max_request_body_bytes: Option<u64>,
     /// Active health checks of the targets.
     pub health_check: HealthCheck,
-    /// Names of the secrets the route's headers reference.
+    /// Names of the secrets the route's headers and token exchange reference.
     pub secret_refs: Vec<String>,
 }
 
@@ -274,15 +280,6 @@ pub enum RouteUpstream {
         /// At least one target.
         targets: Vec<Target>,
     },
-}
-
-/// How a route authenticates to its upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RouteAuth {
-    /// The gateway injects the route's `headers`, whose `${secret:…}` references are the
-    /// tenant's credentials.
-    #[default]
-    Inject,
 }
 
 /// The sha256 digests of accepted keys (gateway keys, admin tokens, tunnel tokens): the config
@@ -384,17 +381,6 @@ impl RouteUpstream {
     pub fn targets(&self) -> &[Target] {
         match self {
             RouteUpstream::Saas { targets } => targets,
-        }
-    }
-}
-
-// === impl RouteAuth ===
-
-impl RouteAuth {
-    /// The mode as written in the config and shown by the admin API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RouteAuth::Inject => "inject",
         }
     }
 }

@@ -13,10 +13,11 @@
 //! One folder per concern, top to bottom: `cli` (one file per subcommand) → `app` (process
 //! wiring, reload triggers, shutdown order) → `admin` (the admin API) and `control` (shared state
 //! and the reload function) → `proxy` (the request path) → `runtime` (the snapshot a request
-//! reads) → `upstream`, `secrets`, `observe` (records what happened; decides nothing) →
-//! `outcome`, `clock`. `listener` binds (or, in a graceful upgrade, inherits) sockets for `app`;
-//! `conn` bounds the connections on them (limits before TLS, the request-head deadline) for
-//! `app`, and `proxy` tells it when a head has arrived; `demo` is the built-in demo.
+//! reads) → `tokens` (key sets and exchanged tokens kept per route) → `upstream`, `secrets`,
+//! `observe` (records what happened; decides nothing) → `outcome`, `clock`. `listener` binds
+//! (or, in a graceful upgrade, inherits) sockets for `app`; `conn` bounds the connections on
+//! them (limits before TLS, the request-head deadline) for `app`, and `proxy` tells it when a
+//! head has arrived; `demo` is the built-in demo.
 
 mod admin;
 mod app;
@@ -31,6 +32,7 @@ mod outcome;
 mod proxy;
 mod runtime;
 mod secrets;
+mod tokens;
 mod upstream;
 
 /// Runs the `portcullis` command line; the return value is the process exit code.

@@ -46,12 +46,45 @@ pub(crate) enum ErrorCode {
     AuditUnavailable,
     /// An unexpected failure inside the gateway.
     Internal,
+    /// A passthrough route's token is missing or fails validation (the body says why, as a
+    /// [`TokenReason`]).
+    TokenInvalid,
+    /// The keys to validate a passthrough route's tokens could not be fetched (and no cached
+    /// set is still usable).
+    JwksUnavailable,
+    /// An exchange route could not obtain a token from its token endpoint.
+    TokenExchangeFailed,
+}
+
+/// Why a passed-through token was refused: the `reason` of a `token_invalid` answer and the
+/// label of `portcullis_jwt_validation_failures_total`. Never the token itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum TokenReason {
+    /// No token in the configured header.
+    Missing,
+    /// Not a JWT: wrong shape, bad base64 or JSON, or a required claim missing.
+    Malformed,
+    /// The signature does not verify, or the algorithm is not one the route accepts (this
+    /// covers `alg: none` and HMAC with the public key).
+    BadSignature,
+    /// No published key has the token's `kid` (after a refetch, when one was allowed).
+    UnknownKey,
+    /// `exp` is in the past (beyond the leeway).
+    Expired,
+    /// `nbf` is in the future (beyond the leeway).
+    NotYetValid,
+    /// `iss` is not the route's issuer.
+    WrongIssuer,
+    /// `aud` names none of the route's audiences.
+    WrongAudience,
 }
 
 /// The JSON body of an error response.
 #[derive(Debug, Serialize)]
 struct ErrorBody<'a> {
     error: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     route: Option<&'a str>,
     request_id: &'a str,
@@ -61,7 +94,7 @@ struct ErrorBody<'a> {
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub(crate) const ALL: [ErrorCode; 15] = [
+    pub(crate) const ALL: [ErrorCode; 18] = [
         ErrorCode::NoRoute,
         ErrorCode::Unauthenticated,
         ErrorCode::CallerDenied,
@@ -77,6 +110,9 @@ impl ErrorCode {
         ErrorCode::UpstreamTimeout,
         ErrorCode::AuditUnavailable,
         ErrorCode::Internal,
+        ErrorCode::TokenInvalid,
+        ErrorCode::JwksUnavailable,
+        ErrorCode::TokenExchangeFailed,
     ];
 
     /// The code as it appears in the JSON body, logs and metrics.
@@ -97,6 +133,9 @@ impl ErrorCode {
             ErrorCode::UpstreamTimeout => "upstream_timeout",
             ErrorCode::AuditUnavailable => "audit_unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::TokenInvalid => "token_invalid",
+            ErrorCode::JwksUnavailable => "jwks_unavailable",
+            ErrorCode::TokenExchangeFailed => "token_exchange_failed",
         }
     }
 
@@ -104,24 +143,32 @@ impl ErrorCode {
     pub(crate) fn status(self) -> u16 {
         match self {
             ErrorCode::NoRoute => 404,
-            ErrorCode::Unauthenticated => 401,
+            ErrorCode::Unauthenticated | ErrorCode::TokenInvalid => 401,
             ErrorCode::CallerDenied | ErrorCode::PathDenied | ErrorCode::DestinationDenied => 403,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::BodyTooLarge => 413,
             ErrorCode::HeadersTooLarge => 431,
             ErrorCode::RequestTimeout => 408,
             ErrorCode::BadRequest => 400,
-            ErrorCode::UpstreamUnreachable => 502,
-            ErrorCode::SecretMissing | ErrorCode::AuditUnavailable => 503,
+            ErrorCode::UpstreamUnreachable | ErrorCode::TokenExchangeFailed => 502,
+            ErrorCode::SecretMissing | ErrorCode::AuditUnavailable | ErrorCode::JwksUnavailable => {
+                503
+            }
             ErrorCode::UpstreamTimeout => 504,
             ErrorCode::Internal => 500,
         }
     }
 
-    /// The JSON body for this code.
-    pub(crate) fn body(self, route: Option<&str>, request_id: &str) -> Bytes {
+    /// The JSON body for this code; `reason` details a `token_invalid`.
+    pub(crate) fn body(
+        self,
+        reason: Option<TokenReason>,
+        route: Option<&str>,
+        request_id: &str,
+    ) -> Bytes {
         let body = ErrorBody {
             error: self.as_str(),
+            reason: reason.map(TokenReason::as_str),
             route,
             request_id,
         };
@@ -133,6 +180,42 @@ impl ErrorCode {
 }
 
 impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+// === impl TokenReason ===
+
+impl TokenReason {
+    /// Every reason, for metrics and tests.
+    pub(crate) const ALL: [TokenReason; 8] = [
+        TokenReason::Missing,
+        TokenReason::Malformed,
+        TokenReason::BadSignature,
+        TokenReason::UnknownKey,
+        TokenReason::Expired,
+        TokenReason::NotYetValid,
+        TokenReason::WrongIssuer,
+        TokenReason::WrongAudience,
+    ];
+
+    /// The reason as it appears in the body, logs and metrics.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            TokenReason::Missing => "missing",
+            TokenReason::Malformed => "malformed",
+            TokenReason::BadSignature => "bad_signature",
+            TokenReason::UnknownKey => "unknown_key",
+            TokenReason::Expired => "expired",
+            TokenReason::NotYetValid => "not_yet_valid",
+            TokenReason::WrongIssuer => "wrong_issuer",
+            TokenReason::WrongAudience => "wrong_audience",
+        }
+    }
+}
+
+impl fmt::Display for TokenReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -166,18 +249,26 @@ mod tests {
                 ("upstream_timeout", 504),
                 ("audit_unavailable", 503),
                 ("internal", 500),
+                ("token_invalid", 401),
+                ("jwks_unavailable", 503),
+                ("token_exchange_failed", 502),
             ]
         );
     }
 
     #[test]
     fn body_is_json_with_code_route_and_request_id() {
-        let body = ErrorCode::PathDenied.body(Some("acme-jira"), "abc");
+        let body = ErrorCode::PathDenied.body(None, Some("acme-jira"), "abc");
         assert_eq!(
             &body[..],
             br#"{"error":"path_denied","route":"acme-jira","request_id":"abc"}"#
         );
-        let body = ErrorCode::NoRoute.body(None, "r1");
+        let body = ErrorCode::NoRoute.body(None, None, "r1");
         assert_eq!(&body[..], br#"{"error":"no_route","request_id":"r1"}"#);
+        let body = ErrorCode::TokenInvalid.body(Some(TokenReason::Expired), Some("gh"), "r2");
+        assert_eq!(
+            &body[..],
+            br#"{"error":"token_invalid","reason":"expired","route":"gh","request_id":"r2"}"#
+        );
     }
 }

@@ -33,6 +33,8 @@ pub struct Recorded {
     pub headers: http::HeaderMap,
     pub peer: SocketAddr,
     pub body_len: u64,
+    /// The first 64 KiB of the body.
+    pub body: Vec<u8>,
 }
 
 /// How the mock upstream answers.
@@ -189,9 +191,16 @@ async fn handle(
 ) -> Response<BoxBody> {
     let (parts, mut body) = req.into_parts();
     let mut body_len = 0u64;
+    let mut kept = Vec::new();
     while let Some(frame) = body.frame().await {
         match frame {
-            Ok(f) => body_len += f.data_ref().map_or(0, |d| d.len() as u64),
+            Ok(f) => {
+                if let Some(d) = f.data_ref() {
+                    body_len += d.len() as u64;
+                    let room = (64 * 1024usize).saturating_sub(kept.len());
+                    kept.extend_from_slice(&d[..d.len().min(room)]);
+                }
+            }
             Err(_) => break,
         }
     }
@@ -202,6 +211,7 @@ async fn handle(
         headers: parts.headers,
         peer,
         body_len,
+        body: kept,
     };
     let reply = responder(&recorded);
     log.lock().await.push(recorded);

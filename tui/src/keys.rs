@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use crate::model::Tab;
+use crate::tab::Tab;
 
 /// A key press, independent of the terminal library (crossterm events are converted into this
 /// at the edge, so `update` and its tests never see crossterm).

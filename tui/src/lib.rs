@@ -21,6 +21,7 @@ mod fixtures;
 mod format;
 pub mod keys;
 pub mod model;
+mod tab;
 mod update;
 mod view;
 mod worker;

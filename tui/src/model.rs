@@ -12,6 +12,7 @@ use portcullis_api::{
 
 use crate::filter::Filter;
 use crate::keys::Key;
+pub use crate::tab::Tab;
 
 /// Traffic entries kept by default (the gateway's ring holds 4096).
 pub const DEFAULT_TRAFFIC_KEEP: usize = 5000;
@@ -21,23 +22,6 @@ pub const HISTORY: usize = 120;
 
 /// A secret expiring sooner than this is shown as a warning.
 pub const EXPIRY_WARNING_MS: u64 = 7 * 24 * 3600 * 1000;
-
-/// The tabs, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Tab {
-    /// Rates, latency, reload result, egress pools, trouble counts.
-    Overview,
-    /// One row per route.
-    Routes,
-    /// The live tail.
-    Traffic,
-    /// Secret status.
-    Secrets,
-    /// Broker tunnels and their agents.
-    Tunnels,
-    /// The configuration in force and reloads.
-    Config,
-}
 
 /// Everything the console shows.
 #[derive(Debug, Clone)]
@@ -303,47 +287,6 @@ pub enum SecretHealth {
     Rejected,
     /// Missing, undecryptable or expired.
     Unusable,
-}
-
-// === impl Tab ===
-
-impl Tab {
-    /// Every tab, in order.
-    pub const ALL: [Tab; 6] = [
-        Tab::Overview,
-        Tab::Routes,
-        Tab::Traffic,
-        Tab::Secrets,
-        Tab::Tunnels,
-        Tab::Config,
-    ];
-
-    /// The tab's title.
-    pub fn title(self) -> &'static str {
-        match self {
-            Tab::Overview => "Overview",
-            Tab::Routes => "Routes",
-            Tab::Traffic => "Traffic",
-            Tab::Secrets => "Secrets",
-            Tab::Tunnels => "Tunnels",
-            Tab::Config => "Config",
-        }
-    }
-
-    /// Position in [`Tab::ALL`].
-    pub fn index(self) -> usize {
-        Tab::ALL.iter().position(|t| *t == self).unwrap_or(0)
-    }
-
-    /// The next tab, wrapping.
-    pub fn next(self) -> Tab {
-        Tab::ALL[(self.index() + 1) % Tab::ALL.len()]
-    }
-
-    /// The previous tab, wrapping.
-    pub fn prev(self) -> Tab {
-        Tab::ALL[(self.index() + Tab::ALL.len() - 1) % Tab::ALL.len()]
-    }
 }
 
 // === impl Model ===

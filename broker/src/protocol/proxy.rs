@@ -139,7 +139,7 @@ impl ProxyConfig {
     }
 
     fn addr(&self) -> String {
-        super::transport::host_port(&self.host, self.port)
+        host_port(&self.host, self.port)
     }
 }
 
@@ -195,7 +195,7 @@ pub async fn connect(proxy: &ProxyConfig, host: &str, port: u16) -> Result<TcpSt
             source,
         })?;
     let _ = tcp.set_nodelay(true);
-    let target = super::transport::host_port(host, port);
+    let target = host_port(host, port);
     let mut request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
     if let Some(auth) = &proxy.basic_auth {
         let encoded = base64::engine::general_purpose::STANDARD.encode(auth.expose_secret());
@@ -289,5 +289,14 @@ impl NoProxy {
                     && host.ends_with(d.as_str())
                     && host.as_bytes()[host.len() - d.len() - 1] == b'.')
         })
+    }
+}
+
+/// `host:port`, bracketing IPv6 literals.
+pub(crate) fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }

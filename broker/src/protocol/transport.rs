@@ -29,6 +29,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use super::frame::PREFACE;
+pub(crate) use super::proxy::host_port;
 use super::proxy::{self, ProxyConfig, ProxyError};
 
 /// The path of the WebSocket upgrade request.
@@ -290,15 +291,6 @@ async fn dial_inner(dial: &Dial) -> Result<BoxIo, TransportError> {
                 .map_err(|e| TransportError::WebSocket(e.to_string()))?;
             Ok(Box::new(WsIo::new(ws)))
         }
-    }
-}
-
-/// `host:port`, bracketing IPv6 literals.
-pub(crate) fn host_port(host: &str, port: u16) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
     }
 }
 

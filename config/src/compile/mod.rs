@@ -25,6 +25,7 @@ use crate::error::{ConfigErrors, Diagnostic, LoadError, Reporter};
 use crate::raw::RawConfig;
 use crate::snapshot::*;
 
+mod auth;
 mod network;
 mod routes;
 mod schema;
@@ -61,6 +62,7 @@ pub fn compile(file: &Path, source: &str) -> Result<Snapshot, ConfigErrors> {
     let mut cx = Compiler {
         r: Reporter::new(file, source),
         base_dir,
+        gateway_key_header: HeaderName::from_static(DEFAULT_GATEWAY_KEY_HEADER),
     };
     let snapshot = cx.compile(raw, file, source);
     if cx.r.has_errors() {
@@ -87,6 +89,8 @@ pub fn config_hash(source: &str) -> String {
 struct Compiler<'a> {
     r: Reporter<'a>,
     base_dir: PathBuf,
+    /// The configured gateway key header (routes may not forward or set it).
+    gateway_key_header: HeaderName,
 }
 
 // === impl Compiler ===
@@ -94,6 +98,9 @@ struct Compiler<'a> {
 impl Compiler<'_> {
     fn compile(&mut self, raw: RawConfig, file: &Path, source: &str) -> Option<Snapshot> {
         let server = self.server(&raw);
+        if let Some(server) = &server {
+            self.gateway_key_header = server.gateway_key_header.clone();
+        }
         let secrets = self.secrets(&raw);
         let admin = self.admin(&raw);
         let audit = self.audit(&raw);

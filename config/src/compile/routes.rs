@@ -16,7 +16,7 @@ use crate::snapshot::*;
 use crate::Template;
 
 /// Hop-by-hop and framing headers a route may not inject: Pingora owns them.
-const NOT_INJECTABLE: &[&str] = &[
+pub(super) const NOT_INJECTABLE: &[&str] = &[
     "host",
     "content-length",
     "transfer-encoding",
@@ -168,6 +168,8 @@ impl Compiler<'_> {
                 ),
             }
         }
+        let mut auth_forward = Vec::new();
+        let auth = self.route_auth(&name, r, &mut secret_refs, &mut auth_forward);
         let caller_cidrs = r
             .caller_cidrs
             .as_ref()
@@ -296,8 +298,8 @@ impl Compiler<'_> {
         if self.r.count() > errors_before {
             return None;
         }
-        let (host, path_prefix, methods, rewrite, tenant) =
-            (host?, path_prefix?, methods?, rewrite?, tenant?);
+        let (host, path_prefix, methods, rewrite, tenant, auth) =
+            (host?, path_prefix?, methods?, rewrite?, tenant?, auth?);
         let spec = RouteSpec {
             host,
             path_prefix: path_prefix.clone(),
@@ -308,6 +310,7 @@ impl Compiler<'_> {
             .iter()
             .map(|h| HeaderName::from_static(h))
             .chain(allowed_headers.iter().cloned())
+            .chain(auth_forward)
             .collect();
         let pass_set_cookie = allowed_headers.iter().any(|h| h == "set-cookie");
         let route = Route {
@@ -317,7 +320,7 @@ impl Compiler<'_> {
             rewrite,
             methods,
             upstream: RouteUpstream::Saas { targets },
-            auth: RouteAuth::Inject,
+            auth,
             change_origin: r.change_origin.unwrap_or(true),
             allowed_headers,
             forward_headers,

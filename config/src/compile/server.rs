@@ -258,7 +258,37 @@ impl Compiler<'_> {
             }
             path
         });
-        SecretSources { env_prefix, dir }
+        // The store and its key are read when the gateway builds a runtime (every reload), so
+        // only their shape is checked here; a store that is missing or does not open is a
+        // runtime build error naming the file.
+        let store = raw.secrets.store.as_ref().map(|s| {
+            let path = self.path(s);
+            if path.is_dir() {
+                self.r.error(
+                    s.span(),
+                    format!(
+                        "secrets.store: '{}' is a directory, not a store file",
+                        path.display()
+                    ),
+                );
+            }
+            path
+        });
+        let master_key_file = raw.secrets.master_key_file.as_ref().map(|k| {
+            if store.is_none() {
+                self.r.error(
+                    k.span(),
+                    "secrets.master_key_file: set without secrets.store (the key opens the store)",
+                );
+            }
+            self.path(k)
+        });
+        SecretSources {
+            env_prefix,
+            dir,
+            store,
+            master_key_file,
+        }
     }
 
     pub(super) fn admin(&mut self, raw: &RawConfig) -> Admin {

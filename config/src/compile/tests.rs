@@ -4,6 +4,7 @@ use std::time::Duration;
 use portcullis_routes::{Lookup, RouteId};
 
 use super::*;
+use crate::auth::*;
 
 fn ok(text: &str) -> Snapshot {
     compile(Path::new("test.toml"), text).unwrap_or_else(|e| panic!("{e}"))
@@ -304,4 +305,86 @@ headers = {{ Authorization = \"${{secret:tok}}\" }}
     assert_eq!(users, ["a", "b"]);
     assert_eq!(s.routes_using_secret("acme", "two").count(), 1);
     assert_eq!(s.routes_using_secret("other", "tok").count(), 0);
+}
+
+#[test]
+fn auth_modes_compile_with_their_defaults() {
+    let s = ok(&format!(
+        "{BASE}
+[[routes]]
+name = \"gh\"
+tenant = \"acme\"
+path = \"/gh\"
+target = \"https://api.github.com\"
+auth = \"passthrough\"
+opaque = true
+
+[[routes]]
+name = \"idp\"
+tenant = \"acme\"
+path = \"/idp\"
+target = \"https://api.example.com\"
+auth = \"passthrough\"
+token_header = \"X-User-Token\"
+[routes.jwt]
+issuer = \"https://idp.example.com/\"
+audiences = [\"api\"]
+jwks_url = \"https://idp.example.com/jwks\"
+
+[[routes]]
+name = \"crm\"
+tenant = \"acme\"
+path = \"/crm\"
+target = \"https://api.crm.example.com\"
+auth = \"exchange\"
+headers = {{ X-Other = \"${{secret:other}}\" }}
+[routes.exchange]
+kind = \"client_credentials\"
+token_url = \"https://auth.example.com/token\"
+client_id = \"${{secret:client-id}}\"
+client_secret = \"${{secret:client-secret}}\"
+"
+    ));
+    let RouteAuth::Passthrough(gh) = &s.routes[0].auth else {
+        panic!("passthrough expected");
+    };
+    assert_eq!(gh.token_header, "authorization");
+    assert!(gh.jwt.is_none());
+    assert!(s.routes[0]
+        .forward_headers
+        .iter()
+        .any(|h| h == "authorization"));
+    let RouteAuth::Passthrough(idp) = &s.routes[1].auth else {
+        panic!("passthrough expected");
+    };
+    let jwt = idp.jwt.as_ref().unwrap();
+    assert_eq!(jwt.algorithms, vec![JwtAlgorithm::Rs256]);
+    assert_eq!(jwt.leeway, Duration::from_secs(30));
+    assert_eq!(jwt.jwks_url.host, "idp.example.com");
+    assert!(s.routes[1]
+        .forward_headers
+        .iter()
+        .any(|h| h == "x-user-token"));
+    assert!(!s.routes[1]
+        .forward_headers
+        .iter()
+        .any(|h| h == "authorization"));
+    let RouteAuth::Exchange(crm) = &s.routes[2].auth else {
+        panic!("exchange expected");
+    };
+    assert_eq!(crm.header, "authorization");
+    assert_eq!(crm.prefix, "Bearer ");
+    assert_eq!(crm.refresh_skew, Duration::from_secs(60));
+    assert_eq!(crm.kind.as_str(), "client_credentials");
+    assert_eq!(
+        s.routes[2].secret_refs,
+        ["other", "client-id", "client-secret"]
+    );
+    assert_eq!(
+        s.routes_using_secret("acme", "client-secret")
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>(),
+        ["crm"]
+    );
+    assert_eq!(s.routes[2].auth.as_str(), "exchange");
 }

@@ -7,6 +7,7 @@ use portcullis_api as api;
 
 use crate::clock::unix_ms;
 use crate::control::Reloader;
+use crate::runtime::AuthRuntime;
 use crate::secrets::SecretSource;
 
 /// `GET /api/v1/status`.
@@ -80,6 +81,8 @@ pub(super) fn routes(reloader: &Reloader) -> api::Routes {
                 public: route.public,
                 auth: match route.auth {
                     portcullis_config::RouteAuth::Inject => api::AuthMode::Inject,
+                    portcullis_config::RouteAuth::Passthrough(_) => api::AuthMode::Passthrough,
+                    portcullis_config::RouteAuth::Exchange(_) => api::AuthMode::Exchange,
                 },
                 upstream: api::UpstreamKind::Saas,
                 tunnel: None,
@@ -127,6 +130,10 @@ pub(super) fn secrets(reloader: &Reloader) -> api::Secrets {
                     api::SecretSourceKind::Env,
                     api::SecretLocation::Found(v.clone()),
                 ),
+                SecretSource::Store(at) | SecretSource::Undecryptable(at) => (
+                    api::SecretSourceKind::Store,
+                    api::SecretLocation::Found(at.clone()),
+                ),
                 SecretSource::Missing(looked) => (
                     api::SecretSourceKind::None,
                     api::SecretLocation::Searched(looked.clone()),
@@ -139,6 +146,7 @@ pub(super) fn secrets(reloader: &Reloader) -> api::Secrets {
                 tenant: tenant.clone(),
                 name: name.clone(),
                 status: match (entry.is_present(), expired) {
+                    (false, _) if entry.is_undecryptable() => api::SecretState::Undecryptable,
                     (false, _) => api::SecretState::Missing,
                     (true, true) => api::SecretState::Expired,
                     (true, false) => api::SecretState::Present,
@@ -164,8 +172,31 @@ pub(super) fn secrets(reloader: &Reloader) -> api::Secrets {
         })
         .collect();
     secrets.sort_by(|a, b| (&a.tenant, &a.name).cmp(&(&b.tenant, &b.name)));
-    api::Secrets {
-        secrets,
-        exchanges: Vec::new(),
-    }
+    let exchanges = runtime
+        .config
+        .routes
+        .iter()
+        .zip(&runtime.routes)
+        .filter_map(|(route, state)| {
+            let AuthRuntime::Exchange(exchange) = &state.auth else {
+                return None;
+            };
+            let snapshot = exchange.as_ref().map(|e| e.snapshot());
+            Some(api::ExchangeStatus {
+                tenant: state.tenant.to_string(),
+                route: route.name.clone(),
+                token_cached_until_ms: snapshot.as_ref().and_then(|s| s.cached_until_ms),
+                last_exchange_at_ms: snapshot.as_ref().and_then(|s| s.last_exchange_ms),
+                exchanges: snapshot.as_ref().map_or(0, |s| s.exchanges),
+                last_error: match &snapshot {
+                    Some(s) => s.last_error.clone(),
+                    None => Some(format!(
+                        "not exchanging: missing {}",
+                        state.injected.missing.join(", ")
+                    )),
+                },
+            })
+        })
+        .collect();
+    api::Secrets { secrets, exchanges }
 }

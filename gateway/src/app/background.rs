@@ -1,5 +1,6 @@
-//! The upstream driver: runs due health checks and re-resolves target names, always against the
-//! runtime in force, so groups added by a reload are picked up without restarting anything.
+//! The upstream driver: runs due health checks, re-resolves target names and warms the key sets
+//! of passthrough routes, always against the runtime in force, so groups and routes added by a
+//! reload are picked up without restarting anything.
 
 use std::time::Duration;
 
@@ -39,6 +40,7 @@ impl BackgroundService for UpstreamDriver {
                 _ = tick.tick() => {}
             }
             let current = self.runtime.load_full();
+            current.warm_key_sets();
             current.run_due_health_checks().await;
             if last_refresh.elapsed() >= DNS_REFRESH {
                 last_refresh = tokio::time::Instant::now();

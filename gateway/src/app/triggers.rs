@@ -1,19 +1,21 @@
-//! Reload triggers: `SIGHUP`, and a watch of the config file's directory and of the secrets
-//! directory (editors save by rename, Kubernetes swaps a `..data` symlink, secret rotation needs
-//! no restart). Both call the one [`Reloader::reload`].
+//! Reload triggers: `SIGHUP`, and a watch of the config file's directory, of the secrets
+//! directory and of the encrypted secret store (editors save by rename, Kubernetes swaps a
+//! `..data` symlink, `portcullis secrets rotate` renames a new store into place; rotation needs
+//! no restart). All call the one [`Reloader::reload`].
 //!
 //! A secret file is re-read only once its writer is done with it — closed after writing, or
 //! renamed into place — never on the intermediate writes of a writer that pauses longer than
 //! the debounce, and never from an editor's temporary file. (Rotating by writing a temporary
 //! file and renaming it over the old one is still the safe way: a writer that closes a
-//! half-written file cannot be told apart from one that is done.) When a reload moves
-//! `secrets.dir`, the watch follows it.
+//! half-written file cannot be told apart from one that is done.) The store is watched through
+//! its directory, for the store file's own name only (not the CLI's lock and temporary files).
+//! When a reload moves `secrets.dir` or `secrets.store`, the watch follows.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{EventKind, RecursiveMode, Watcher};
@@ -36,12 +38,24 @@ pub(crate) struct ReloadTriggers {
     watch: tokio::sync::Mutex<Option<(Option<Watch>, mpsc::Receiver<()>)>>,
 }
 
-/// The file watch: the config file's directory, and the secrets directory of the runtime in
-/// force.
+/// The file watch: the config file's directory, and the secrets directory and store of the
+/// runtime in force.
 struct Watch {
     watcher: notify::RecommendedWatcher,
-    /// The secrets directory being watched; the event handler reads it.
-    secrets_dir: Arc<ArcSwapOption<PathBuf>>,
+    config_dir: PathBuf,
+    /// The secret sources being watched; the event handler reads them.
+    followed: Arc<ArcSwap<Followed>>,
+    /// Directories watched for `followed` (besides the config directory).
+    watched: Vec<(PathBuf, RecursiveMode)>,
+}
+
+/// The secret sources of the runtime in force whose changes trigger a reload.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Followed {
+    /// `secrets.dir`, watched recursively.
+    secrets_dir: Option<PathBuf>,
+    /// `secrets.store`, watched through its directory.
+    store: Option<PathBuf>,
 }
 
 // === impl ReloadTriggers ===
@@ -56,8 +70,7 @@ impl ReloadTriggers {
             .path()
             .and_then(|path| Watch::start(path, tx));
         if let Some(watch) = &mut watch {
-            let dir = reloader.shared().runtime.load().config.secrets.dir.clone();
-            watch.follow_secrets_dir(dir);
+            watch.follow(followed(&reloader));
         }
         Self {
             reloader,
@@ -68,17 +81,18 @@ impl ReloadTriggers {
     async fn reload(&self, trigger: ReloadTrigger, watch: &mut Option<Watch>) {
         self.reloader.reload(trigger).await;
         if let Some(watch) = watch {
-            let dir = self
-                .reloader
-                .shared()
-                .runtime
-                .load()
-                .config
-                .secrets
-                .dir
-                .clone();
-            watch.follow_secrets_dir(dir);
+            watch.follow(followed(&self.reloader));
         }
+    }
+}
+
+/// The secret sources of the runtime in force.
+fn followed(reloader: &Reloader) -> Followed {
+    let runtime = reloader.shared().runtime.load();
+    let secrets = &runtime.config.secrets;
+    Followed {
+        secrets_dir: secrets.dir.clone(),
+        store: secrets.store.clone(),
     }
 }
 
@@ -119,22 +133,26 @@ impl Watch {
     fn start(config: &Path, tx: mpsc::Sender<()>) -> Option<Self> {
         let config_name = config.file_name()?.to_owned();
         let config_dir = config.parent().map(Path::to_path_buf)?;
-        let secrets_dir: Arc<ArcSwapOption<PathBuf>> = Arc::default();
-        let watched_secrets = Arc::clone(&secrets_dir);
+        let followed: Arc<ArcSwap<Followed>> = Arc::default();
+        let watched_sources = Arc::clone(&followed);
+        let handler_config_dir = config_dir.clone();
         let handler = move |event: notify::Result<notify::Event>| {
             let Ok(event) = event else { return };
-            let secrets = watched_secrets.load();
+            let sources = watched_sources.load();
             let relevant = event.paths.iter().any(|p| {
-                if p.parent() == Some(config_dir.as_path()) {
+                if p.parent() == Some(handler_config_dir.as_path()) {
                     let name = p.file_name();
                     if name == Some(config_name.as_os_str()) || name.is_some_and(|n| n == "..data")
                     {
                         return !matches!(event.kind, EventKind::Access(_));
                     }
                 }
-                secrets
+                let in_dir = sources
+                    .secrets_dir
                     .as_deref()
-                    .is_some_and(|dir| p.starts_with(dir) && secret_file_settled(p, &event.kind))
+                    .is_some_and(|dir| p.starts_with(dir));
+                let is_store = sources.store.as_deref() == Some(p.as_path());
+                (in_dir || is_store) && secret_file_settled(p, &event.kind)
             });
             if relevant {
                 // A full channel already means "reload pending".
@@ -148,37 +166,69 @@ impl Watch {
                 return None;
             }
         };
-        if let Err(e) = watcher.watch(config.parent()?, RecursiveMode::NonRecursive) {
-            tracing::error!(dir = %config.parent()?.display(), error = %e, "cannot watch the config directory");
+        if let Err(e) = watcher.watch(&config_dir, RecursiveMode::NonRecursive) {
+            tracing::error!(dir = %config_dir.display(), error = %e, "cannot watch the config directory");
         }
         Some(Self {
             watcher,
-            secrets_dir,
+            config_dir,
+            followed,
+            watched: Vec::new(),
         })
     }
 
-    /// Watches `dir` instead of the secrets directory watched so far.
-    fn follow_secrets_dir(&mut self, dir: Option<PathBuf>) {
-        let current = self.secrets_dir.load_full();
-        if current.as_deref() == dir.as_ref() {
+    /// Watches the secret sources of `next` instead of those watched so far.
+    fn follow(&mut self, next: Followed) {
+        if **self.followed.load() == next {
             return;
         }
-        if let Some(old) = current.as_deref() {
-            let _ = self.watcher.unwatch(old);
+        let wanted = watch_list(&self.config_dir, &next);
+        for (dir, mode) in std::mem::take(&mut self.watched) {
+            if wanted.contains(&(dir.clone(), mode)) {
+                self.watched.push((dir, mode));
+            } else {
+                let _ = self.watcher.unwatch(&dir);
+            }
         }
-        if let Some(new) = &dir {
-            match self.watcher.watch(new, RecursiveMode::Recursive) {
-                Ok(()) => tracing::info!(dir = %new.display(), "watching the secrets directory"),
+        for (dir, mode) in wanted {
+            if self.watched.contains(&(dir.clone(), mode)) {
+                continue;
+            }
+            match self.watcher.watch(&dir, mode) {
+                Ok(()) => {
+                    tracing::info!(dir = %dir.display(), "watching for secret changes");
+                    self.watched.push((dir, mode));
+                }
                 Err(e) => {
-                    tracing::error!(dir = %new.display(), error = %e, "cannot watch the secrets directory; reload with SIGHUP or the admin API after rotating")
+                    tracing::error!(dir = %dir.display(), error = %e, "cannot watch for secret changes; reload with SIGHUP or the admin API after rotating")
                 }
             }
         }
-        self.secrets_dir.store(dir.map(Arc::new));
+        self.followed.store(Arc::new(next));
     }
 }
 
-/// Whether an event under the secrets directory means a secret file is ready to be read:
+/// The directories to watch for `followed`: the secrets directory (recursively) and the store's
+/// directory — unless the config directory or the secrets directory covers it already.
+fn watch_list(config_dir: &Path, followed: &Followed) -> Vec<(PathBuf, RecursiveMode)> {
+    let mut out = Vec::new();
+    if let Some(dir) = &followed.secrets_dir {
+        out.push((dir.clone(), RecursiveMode::Recursive));
+    }
+    if let Some(parent) = followed.store.as_deref().and_then(Path::parent) {
+        let covered = parent == config_dir
+            || followed
+                .secrets_dir
+                .as_deref()
+                .is_some_and(|d| parent.starts_with(d));
+        if !covered {
+            out.push((parent.to_path_buf(), RecursiveMode::NonRecursive));
+        }
+    }
+    out
+}
+
+/// Whether an event on a secret file or the store means it is ready to be read:
 /// created, removed, renamed into place, or closed after writing — not a write still going
 /// on, and not an editor's temporary file. Kubernetes' `..data` swap counts.
 fn secret_file_settled(path: &Path, kind: &EventKind) -> bool {
@@ -223,5 +273,39 @@ mod tests {
             assert!(!secret_file_settled(Path::new(temp), &closed), "{temp}");
         }
         assert!(secret_file_settled(Path::new("/s/..data"), &renamed));
+        // The CLI's lock and temporary files next to the store never count.
+        for helper in ["/s/.secrets.store.lock", "/s/.secrets.store.XyZ12.tmp"] {
+            assert!(
+                !secret_file_settled(Path::new(helper), &renamed),
+                "{helper}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_store_directory_is_watched_unless_already_covered() {
+        let config = Path::new("/etc/portcullis");
+        let followed = |dir: Option<&str>, store: Option<&str>| Followed {
+            secrets_dir: dir.map(PathBuf::from),
+            store: store.map(PathBuf::from),
+        };
+        assert_eq!(
+            watch_list(
+                config,
+                &followed(Some("/run/secrets"), Some("/var/lib/p/s.store"))
+            ),
+            [
+                (PathBuf::from("/run/secrets"), RecursiveMode::Recursive),
+                (PathBuf::from("/var/lib/p"), RecursiveMode::NonRecursive)
+            ]
+        );
+        assert!(watch_list(config, &followed(None, Some("/etc/portcullis/s.store"))).is_empty());
+        assert_eq!(
+            watch_list(
+                config,
+                &followed(Some("/run/secrets"), Some("/run/secrets/s.store"))
+            ),
+            [(PathBuf::from("/run/secrets"), RecursiveMode::Recursive)]
+        );
     }
 }

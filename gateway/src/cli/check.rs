@@ -4,12 +4,17 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use portcullis_config::LoadError;
 
 use crate::observe::metrics::Metrics;
 use crate::runtime::{BuildContext, Runtime};
+use crate::secrets::store::{RecordError, Timestamp};
 use crate::secrets::{FingerprintKey, ProcessEnv, SecretSource, SecretUsageRegistry};
+
+/// Secrets expiring sooner than this are warned about.
+const EXPIRY_WARNING: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Checks `path`; prints `OK <hash>` (plus warnings) or every error.
 pub(super) fn check(path: &Path) -> ExitCode {
@@ -44,22 +49,80 @@ pub(super) fn check(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    for (route, state) in runtime.config.routes.iter().zip(&runtime.routes) {
-        let tenant = &state.tenant;
-        for name in &route.secret_refs {
-            if let Some(SecretSource::Missing(looked)) =
-                runtime.secrets.get(tenant, name).map(|e| &e.source)
-            {
-                eprintln!(
-                    "warning: route '{}': secret '{name}' of tenant '{tenant}' is missing (looked in {}); the route will answer 503 secret_missing",
-                    route.name,
-                    looked.join(", ")
-                );
-            }
-        }
+    for warning in warnings(&runtime, SystemTime::now()) {
+        eprintln!("warning: {warning}");
     }
     println!("OK {hash}");
     ExitCode::SUCCESS
+}
+
+/// What would make routes fail at run time, or soon: secrets that are missing or undecryptable
+/// (per route, the route answers 503), and secrets that expired or expire within 7 days.
+fn warnings(runtime: &Runtime, now: SystemTime) -> Vec<String> {
+    let mut out = Vec::new();
+    for (route, state) in runtime.config.routes.iter().zip(&runtime.routes) {
+        let tenant = &state.tenant;
+        for name in &route.secret_refs {
+            match runtime.secrets.get(tenant, name).map(|e| &e.source) {
+                Some(SecretSource::Missing(looked)) => out.push(format!(
+                    "route '{}': secret '{name}' of tenant '{tenant}' is missing (looked in {}); the route will answer 503 secret_missing",
+                    route.name,
+                    looked.join(", ")
+                )),
+                Some(SecretSource::Undecryptable(at)) => out.push(format!(
+                    "route '{}': secret '{name}' of tenant '{tenant}' {} ({at}); the route will answer 503 secret_missing",
+                    route.name,
+                    RecordError::Undecryptable
+                )),
+                _ => {}
+            }
+        }
+    }
+    let mut expiring: Vec<_> = runtime
+        .secrets
+        .iter()
+        .filter_map(|((tenant, name), entry)| Some((tenant, name, entry.expires?)))
+        .filter(|(_, _, at)| *at <= now + EXPIRY_WARNING)
+        .collect();
+    expiring.sort();
+    for (tenant, name, at) in expiring {
+        let when = rfc3339(at);
+        let routes = runtime
+            .config
+            .routes_using_secret(tenant, name)
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        out.push(match at.duration_since(now) {
+            Err(_) => {
+                format!("secret '{name}' of tenant '{tenant}' expired at {when} (used by {routes})")
+            }
+            Ok(left) => format!(
+                "secret '{name}' of tenant '{tenant}' expires at {when}, in {} (used by {routes})",
+                human(left)
+            ),
+        });
+    }
+    out
+}
+
+fn rfc3339(at: SystemTime) -> String {
+    let secs = match at.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    };
+    Timestamp(secs).to_rfc3339()
+}
+
+/// `3d 4h`, `5h 12m`, `42m`.
+fn human(d: Duration) -> String {
+    let mins = d.as_secs() / 60;
+    let (days, hours, mins) = (mins / 1440, (mins / 60) % 24, mins % 60);
+    match (days, hours) {
+        (0, 0) => format!("{mins}m"),
+        (0, _) => format!("{hours}h {mins}m"),
+        _ => format!("{days}d {hours}h"),
+    }
 }
 
 fn count(n: usize, what: &str) -> String {

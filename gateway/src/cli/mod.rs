@@ -1,6 +1,6 @@
 //! The `portcullis` command line: clap types here, one file per subcommand.
 
-use std::io::IsTerminal;
+use std::io::{BufWriter, IsTerminal};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,6 +12,10 @@ mod check;
 mod console;
 mod hash_key;
 mod run;
+mod secrets;
+
+/// The log writer's buffer: lines queued while it writes go out together.
+const LOG_BUFFER: usize = 64 * 1024;
 
 /// Portcullis: the egress gateway for a hosted developer portal.
 #[derive(Debug, Parser)]
@@ -56,6 +60,10 @@ enum Command {
     /// Audit log tools.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Manage the encrypted secret store (`[secrets] store`): keygen, set, rotate, delete,
+    /// list, import. Values are read from stdin, never from arguments.
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
     /// Open the operator console (a terminal UI) on a gateway's admin API.
     Console(portcullis_console::ConsoleArgs),
 }
@@ -153,6 +161,7 @@ pub(crate) fn main() -> ExitCode {
         Some(Command::Check { config }) => check::check(&config),
         Some(Command::HashKey { key }) => hash_key::hash_key(key),
         Some(Command::Audit(AuditCommand::Verify { files })) => audit::verify(&files),
+        Some(Command::Secrets(command)) => secrets::secrets(command),
         Some(Command::Console(_)) => ExitCode::SUCCESS,
     }
 }
@@ -167,9 +176,13 @@ fn init_logging(
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = file.is_none() && std::io::stderr().is_terminal();
+    // The worker flushes whenever it has emptied its queue: under load, one write(2) carries
+    // many lines instead of one each.
     let (writer, guard) = match file {
-        Some(file) => tracing_appender::non_blocking(file),
-        None => tracing_appender::non_blocking(std::io::stderr()),
+        Some(file) => tracing_appender::non_blocking(BufWriter::with_capacity(LOG_BUFFER, file)),
+        None => {
+            tracing_appender::non_blocking(BufWriter::with_capacity(LOG_BUFFER, std::io::stderr()))
+        }
     };
     // Caller-derived text (paths, Pingora's own messages) never reaches the terminal or the
     // log pipeline unescaped.

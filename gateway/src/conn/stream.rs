@@ -213,7 +213,7 @@ impl GuardedStream {
 fn request_timeout_response() -> Vec<u8> {
     let code = ErrorCode::RequestTimeout;
     let request_id = format!("{:032x}", rand::random::<u128>());
-    let body = code.body(None, &request_id);
+    let body = code.body(None, None, &request_id);
     let mut out = format!(
         "HTTP/1.1 {} Request Timeout\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-request-id: {request_id}\r\nconnection: close\r\n\r\n",
         code.status(),

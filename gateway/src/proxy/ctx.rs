@@ -8,8 +8,9 @@ use http::Method;
 
 use crate::observe::audit::AuditSlot;
 use crate::observe::Recorders;
-use crate::outcome::ErrorCode;
+use crate::outcome::{ErrorCode, TokenReason};
 use crate::runtime::{RouteRuntime, Runtime};
+use crate::tokens::exchange::CachedToken;
 
 /// Per-request state. `runtime` is the request's one arc-swap load: every filter reads the
 /// same snapshot, so a reload never changes a request half-way.
@@ -29,6 +30,12 @@ pub(crate) struct RequestCtx {
     pub(crate) route: Option<usize>,
     /// Why the gateway refused or failed the request, once decided.
     pub(crate) denial: Option<ErrorCode>,
+    /// Why a passed-through token was refused (with `denial = TokenInvalid`).
+    pub(crate) token_reason: Option<TokenReason>,
+    /// The exchanged token this attempt sends (exchange routes).
+    pub(crate) exchanged: Option<Arc<CachedToken>>,
+    /// Whether the request was already retried after an upstream 401 to an exchanged token.
+    pub(crate) token_retried: bool,
     /// The rewritten path and query sent upstream.
     pub(crate) upstream_path: String,
     /// Which target of the route the chosen backend belongs to.
@@ -74,6 +81,9 @@ impl RequestCtx {
             path: String::new(),
             route: None,
             denial: None,
+            token_reason: None,
+            exchanged: None,
+            token_retried: false,
             upstream_path: String::new(),
             target: 0,
             connect_attempts: 0,

@@ -17,7 +17,8 @@ pub(super) async fn respond(session: &mut Session, ctx: &mut RequestCtx, code: E
     ctx.denial = Some(code);
     ctx.status = code.status();
     let route = ctx.route().map(|(route, _)| route);
-    let body = code.body(route.map(|r| r.name.as_str()), &ctx.request_id);
+    let reason = ctx.token_reason.filter(|_| code == ErrorCode::TokenInvalid);
+    let body = code.body(reason, route.map(|r| r.name.as_str()), &ctx.request_id);
     let Ok(mut resp) = ResponseHeader::build(code.status(), Some(4)) else {
         return;
     };

@@ -1,5 +1,6 @@
 //! The upstream request head: the rewritten path, only the headers the route lets through, the
-//! injected credentials, `Host` and the forwarding headers.
+//! injected credentials (or the exchanged token; a passthrough route's token header is on its
+//! forward list and goes as it came), `Host` and the forwarding headers.
 
 use http::header::HOST;
 use pingora::http::RequestHeader;
@@ -43,6 +44,12 @@ pub(super) fn upstream_head(
     for (name, value) in &state.injected.headers {
         upstream.remove_header(name);
         upstream.insert_header(name.clone(), value.clone())?;
+    }
+    if let (portcullis_config::RouteAuth::Exchange(exchange), Some(token)) =
+        (&route.auth, &ctx.exchanged)
+    {
+        upstream.remove_header(&exchange.header);
+        upstream.insert_header(exchange.header.clone(), token.value.clone())?;
     }
     if route.change_origin {
         upstream.insert_header(HOST, target.authority.clone())?;

@@ -18,7 +18,7 @@ use http::header::CONTENT_LENGTH;
 use http::Method;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
-use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::proxy::{FailToProxy, ProxyHttp, ProxyWarnLogContext, Session};
 use pingora::{Error, ErrorType, Result};
 
 use self::admit::Admission;
@@ -31,6 +31,8 @@ use crate::outcome::ErrorCode;
 use crate::runtime::SharedRuntime;
 
 mod admit;
+mod auth;
+mod credentials;
 mod ctx;
 mod error;
 mod finish;
@@ -159,6 +161,9 @@ impl ProxyHttp for Gateway {
             Admission::EgressDocument => return self.serve_egress_document(session, ctx).await,
             Admission::Refuse(code) => return self.refuse(session, ctx, code).await,
         }
+        if let Err(code) = auth::check(session.req_header(), ctx).await {
+            return self.refuse(session, ctx, code).await;
+        }
         if !self.confirm_audit(session, ctx).await {
             return self.refuse(session, ctx, ErrorCode::AuditUnavailable).await;
         }
@@ -187,6 +192,7 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
+        credentials::acquire(ctx).await?;
         peer::saas_peer(ctx)
     }
 
@@ -211,6 +217,15 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         forward::upstream_head(session, upstream, ctx)
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        credentials::on_upstream_response(session, upstream_response, ctx)
     }
 
     async fn response_filter(
@@ -302,6 +317,20 @@ impl ProxyHttp for Gateway {
                 .map_or(ctx.path.as_str(), |(p, _)| p)
         };
         format!("{} {path} request_id={}", ctx.method, ctx.request_id)
+    }
+
+    fn suppress_proxy_warn_log(
+        &self,
+        _session: &Session,
+        ctx: &RequestCtx,
+        _error: &Error,
+        context: ProxyWarnLogContext,
+    ) -> bool {
+        // The retry after an upstream 401 to an exchanged token is expected and logged (at
+        // info) by `credentials`; it is not a failure worth a warning.
+        matches!(context, ProxyWarnLogContext::UpstreamRetry)
+            && ctx.token_retried
+            && ctx.exchanged.is_none()
     }
 
     fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, _error: &Error) -> bool {

@@ -8,22 +8,29 @@
 //! cannot be read …), so `portcullis check` — which builds a runtime without resolving DNS or
 //! binding anything — fails exactly where `portcullis run` would.
 
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use portcullis_config::{KeyDigests, Snapshot};
+use portcullis_config::{Endpoint, KeyDigests, Route, RouteAuth, Snapshot};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use zeroize::Zeroizing;
 
 use crate::observe::metrics::{Metrics, RouteMetrics};
+use crate::secrets::store::StoreError;
 use crate::secrets::{
     Environment, FingerprintChange, FingerprintKey, SecretStore, SecretUsage, SecretUsageRegistry,
 };
+use crate::tokens::exchange::ExchangeState;
+use crate::tokens::jwks::{JwksCache, JwksSettings};
+use crate::tokens::jwt::JwtPolicy;
 use crate::upstream::egress::{egress_document, EgressSelector};
+use crate::upstream::fetch::FetchTarget;
 use crate::upstream::{
     load_ca_bundle, CaBundle, CaFileError, GroupKey, UpstreamGroup, UpstreamGroupSpec,
     UpstreamGroups,
@@ -32,6 +39,10 @@ use crate::upstream::{
 mod credentials;
 
 pub(crate) use self::credentials::InjectedHeaders;
+
+/// The longest a JWKS or token request of the gateway's own may take (less if the route's
+/// total timeout is shorter).
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The live runtime, shared by the proxy, the admin API and the background tasks.
 pub(crate) type SharedRuntime = Arc<ArcSwap<Runtime>>;
@@ -101,6 +112,22 @@ pub(crate) struct RouteRuntime {
     pub(crate) metrics: Arc<RouteMetrics>,
     /// Usage records of the secrets the route injects.
     pub(crate) secret_usage: Vec<Arc<SecretUsage>>,
+    /// How the route authenticates upstream, with its token state.
+    pub(crate) auth: AuthRuntime,
+}
+
+/// The request-time state of a route's auth mode.
+pub(crate) enum AuthRuntime {
+    /// `auth = "inject"`: everything is in `injected`.
+    Inject,
+    /// `auth = "passthrough"`.
+    Passthrough {
+        /// The key cache and checks, unless the route is `opaque`.
+        jwt: Option<(Arc<JwksCache>, JwtPolicy)>,
+    },
+    /// `auth = "exchange"`; `None` while a referenced secret is missing (the route answers 503
+    /// `secret_missing` then).
+    Exchange(Option<Arc<ExchangeState>>),
 }
 
 /// Why a runtime could not be built from a valid config. Messages name the file or key and
@@ -118,6 +145,10 @@ pub(crate) enum BuildError {
     /// The admin token could not be read.
     #[error("admin token: {0}")]
     AdminToken(String),
+    /// The encrypted secret store could not be opened (no or wrong master key, unreadable,
+    /// altered): no runtime is built from it, so a running gateway keeps its previous one.
+    #[error("{0}")]
+    SecretStore(StoreError),
     /// A TLS listener's certificate or key could not be read.
     #[error("TLS listener {listen}: {reason}")]
     TlsListener {
@@ -154,7 +185,12 @@ impl Runtime {
             cx.env,
             secret_refs.iter().copied(),
             cx.fingerprint_key,
-        );
+        )
+        .unwrap_or_else(|e| {
+            // Carry on without secrets so that every other problem is reported too.
+            errors.push(BuildError::SecretStore(e));
+            SecretStore::default()
+        });
         let usage = cx.usage.resolve(secret_refs.iter().copied());
         let route_metrics = cx.metrics.resolve_routes(
             config
@@ -163,6 +199,15 @@ impl Runtime {
                 .map(|r| (config.tenants[r.tenant].id.as_str(), r.name.as_str())),
         );
 
+        let previous_routes: HashMap<(&str, &str), &RouteRuntime> = cx
+            .previous
+            .map(|p| {
+                p.routes
+                    .iter()
+                    .map(|r| ((&*r.tenant, &*r.name), r))
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut groups = UpstreamGroups::default();
         let mut new_groups = Vec::new();
         let mut routes = Vec::with_capacity(config.routes.len());
@@ -182,7 +227,6 @@ impl Runtime {
                 None => None,
             };
             let pool_salt = {
-                use std::hash::{Hash, Hasher};
                 let mut h = std::collections::hash_map::DefaultHasher::new();
                 for cert in ca.iter().flat_map(|c| c.iter()) {
                     cert.borrow_raw_cert().hash(&mut h);
@@ -203,7 +247,17 @@ impl Runtime {
                     ca: ca.as_ref(),
                 },
             );
-            let injected = InjectedHeaders::resolve(&route.headers, tenant, &secrets, cx.env);
+            let mut injected = InjectedHeaders::resolve(&route.headers, tenant, &secrets, cx.env);
+            let auth = AuthSpec {
+                route,
+                tenant,
+                config: &config,
+                ca: ca.as_ref(),
+                pool_salt,
+                metrics: &metrics,
+                previous: previous_routes.get(&(tenant, route.name.as_str())).copied(),
+            }
+            .build(&secrets, cx.env, &mut injected.missing);
             let secret_usage = route
                 .secret_refs
                 .iter()
@@ -218,6 +272,7 @@ impl Runtime {
                 pool_salt,
                 metrics,
                 secret_usage,
+                auth,
             });
         }
         if !errors.is_empty() {
@@ -262,6 +317,20 @@ impl Runtime {
         }
     }
 
+    /// Starts fetching the key set of every passthrough route that has none yet (in the
+    /// background; called by the driver once the server runs, so neither startup nor a reload
+    /// waits for an identity provider).
+    pub(crate) fn warm_key_sets(&self) {
+        for route in &self.routes {
+            if let AuthRuntime::Passthrough {
+                jwt: Some((cache, _)),
+            } = &route.auth
+            {
+                cache.warm_in_background();
+            }
+        }
+    }
+
     /// Re-resolves every group's targets (DNS changes are picked up without a reload).
     pub(crate) async fn refresh_targets(&self) {
         for group in self.groups.iter() {
@@ -289,7 +358,148 @@ impl std::fmt::Debug for RouteRuntime {
             .field("upstream", &self.upstream)
             .field("injected", &self.injected)
             .field("ca", &self.ca.as_ref().map(|c| c.len()))
+            .field("auth", &self.auth)
             .finish_non_exhaustive()
+    }
+}
+
+/// What a route's auth state is built from.
+struct AuthSpec<'a> {
+    route: &'a Route,
+    tenant: &'a str,
+    config: &'a Snapshot,
+    ca: Option<&'a CaBundle>,
+    pool_salt: u64,
+    metrics: &'a Arc<RouteMetrics>,
+    /// The same route in the runtime being replaced, whose token state is carried over when
+    /// nothing it depends on changed.
+    previous: Option<&'a RouteRuntime>,
+}
+
+// === impl AuthSpec ===
+
+impl AuthSpec<'_> {
+    fn build(
+        &self,
+        secrets: &SecretStore,
+        env: &dyn Environment,
+        missing: &mut Vec<String>,
+    ) -> AuthRuntime {
+        let previous = self.previous.map(|p| &p.auth);
+        match &self.route.auth {
+            RouteAuth::Inject => AuthRuntime::Inject,
+            RouteAuth::Passthrough(p) => {
+                let Some(jwt) = &p.jwt else {
+                    return AuthRuntime::Passthrough { jwt: None };
+                };
+                let identity = self.identity(&format!("{jwt:?}"), &[]);
+                let carried = match previous {
+                    Some(AuthRuntime::Passthrough {
+                        jwt: Some((cache, _)),
+                    }) if cache.identity == identity => Some(Arc::clone(cache)),
+                    _ => None,
+                };
+                let cache = carried.unwrap_or_else(|| {
+                    Arc::new(JwksCache::new(
+                        identity,
+                        self.fetch_target(&jwt.jwks_url),
+                        JwksSettings {
+                            refresh: jwt.jwks_refresh,
+                            grace: jwt.jwks_grace,
+                            min_refetch: jwt.jwks_min_refetch,
+                        },
+                        Arc::clone(self.metrics),
+                    ))
+                });
+                AuthRuntime::Passthrough {
+                    jwt: Some((cache, JwtPolicy::new(jwt))),
+                }
+            }
+            RouteAuth::Exchange(exchange) => {
+                let Some(resolved) = credentials::exchange_secrets(
+                    &exchange.kind,
+                    self.tenant,
+                    secrets,
+                    env,
+                    missing,
+                ) else {
+                    return AuthRuntime::Exchange(None);
+                };
+                // A rotated secret gets a new token, not the one the old secret obtained.
+                let fingerprints: Vec<Option<&str>> = self
+                    .route
+                    .secret_refs
+                    .iter()
+                    .map(|name| {
+                        secrets
+                            .get(self.tenant, name)
+                            .and_then(|e| e.fingerprint.as_deref())
+                    })
+                    .collect();
+                let identity = self.identity(&format!("{exchange:?}"), &fingerprints);
+                let state = match previous {
+                    Some(AuthRuntime::Exchange(Some(state))) if state.identity == identity => {
+                        Arc::clone(state)
+                    }
+                    _ => Arc::new(ExchangeState::new(
+                        identity,
+                        exchange.clone(),
+                        resolved,
+                        self.fetch_target(exchange.kind.endpoint()),
+                        Arc::clone(self.metrics),
+                    )),
+                };
+                AuthRuntime::Exchange(Some(state))
+            }
+        }
+    }
+
+    /// How the route's own requests to `endpoint` go: its guard, egress, CA and timeouts.
+    fn fetch_target(&self, endpoint: &Endpoint) -> FetchTarget {
+        let route = self.route;
+        FetchTarget {
+            endpoint: endpoint.clone(),
+            guard: route.destinations.clone(),
+            egress: route
+                .egress_pool
+                .map(|i| EgressSelector::new(&self.config.egress_pools[i])),
+            ca: self.ca.cloned(),
+            connect_timeout: route.timeouts.connect,
+            timeout: route.timeouts.total.min(FETCH_TIMEOUT),
+        }
+    }
+
+    /// Everything a token state depends on, hashed: the auth settings, the destination guard,
+    /// the egress addresses, the trust (CA), and the fingerprints of the secrets it sends.
+    fn identity(&self, settings: &str, fingerprints: &[Option<&str>]) -> u64 {
+        let route = self.route;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        settings.hash(&mut h);
+        format!("{:?}", route.destinations).hash(&mut h);
+        route
+            .egress_pool
+            .map(|i| &self.config.egress_pools[i].addresses)
+            .hash(&mut h);
+        self.pool_salt.hash(&mut h);
+        self.ca.is_some().hash(&mut h);
+        fingerprints.hash(&mut h);
+        (route.timeouts.connect, route.timeouts.total).hash(&mut h);
+        h.finish()
+    }
+}
+
+// === impl AuthRuntime ===
+
+impl std::fmt::Debug for AuthRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuthRuntime::Inject => f.write_str("Inject"),
+            AuthRuntime::Passthrough { jwt } => f
+                .debug_struct("Passthrough")
+                .field("jwks", &jwt.as_ref().map(|(cache, _)| cache))
+                .finish(),
+            AuthRuntime::Exchange(state) => f.debug_tuple("Exchange").field(state).finish(),
+        }
     }
 }
 

@@ -4,30 +4,37 @@
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use zeroize::Zeroizing;
 
-/// The fingerprint key: random per process.
+/// The fingerprint key: random per process, or derived from the secret store's master key for
+/// the store's values (so `portcullis secrets list` and the admin API agree). Zeroed on drop.
 #[derive(Clone)]
-pub(crate) struct FingerprintKey([u8; 32]);
+pub(crate) struct FingerprintKey(Zeroizing<[u8; 32]>);
 
 // === impl FingerprintKey ===
 
 impl FingerprintKey {
     /// A fresh random key.
     pub(crate) fn random() -> Self {
-        let mut key = [0u8; 32];
-        rand::fill(&mut key);
+        let mut key = Zeroizing::new([0u8; 32]);
+        rand::fill(&mut key[..]);
         Self(key)
     }
 
     /// A fixed key, for tests and `portcullis check` (which shows no fingerprint).
     pub(crate) fn fixed(byte: u8) -> Self {
-        Self([byte; 32])
+        Self(Zeroizing::new([byte; 32]))
+    }
+
+    /// A key derived elsewhere (the secret store's).
+    pub(crate) fn from_bytes(key: Zeroizing<[u8; 32]>) -> Self {
+        Self(key)
     }
 
     /// The first 6 bytes of HMAC-SHA256(key, value), in hex.
     pub(crate) fn fingerprint(&self, value: &[u8]) -> String {
         // HMAC takes keys of any length; a 32-byte key cannot fail.
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.0) else {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.0[..]) else {
             return String::new();
         };
         mac.update(value);

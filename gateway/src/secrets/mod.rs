@@ -1,8 +1,9 @@
-//! Tenant secrets, resolved by name from a directory of files or the environment.
+//! Tenant secrets, resolved by name from the encrypted store ([`store`]), a directory of files
+//! or the environment — in that order.
 //!
-//! Values are read when a runtime is built (so rotating a file and reloading picks up the new
-//! value) and held in [`SecretString`], whose `Debug` prints nothing; the buffers they are read
-//! into are zeroed on drop. The only way a value leaves this module is [`SecretEntry::expose`] —
+//! Values are read when a runtime is built (so rotating a file or a store record and reloading
+//! picks up the new value) and held in [`SecretString`], whose `Debug` prints nothing; the
+//! buffers they are read into are zeroed on drop. The only way a value leaves this module is [`SecretEntry::expose`] —
 //! used to build the sensitive header value that goes upstream — and nowhere else: status
 //! reports carry a keyed fingerprint ([`fingerprint`]), never the value.
 
@@ -16,9 +17,11 @@ use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
 mod fingerprint;
+pub(crate) mod store;
 mod usage;
 
 pub(crate) use self::fingerprint::FingerprintKey;
+use self::store::{MasterKey, StoreError, StoreFile};
 pub(crate) use self::usage::{FingerprintChange, SecretUsage, SecretUsageRegistry};
 
 /// Secrets for every (tenant, name) pair a snapshot references.
@@ -37,7 +40,7 @@ pub(crate) struct SecretEntry {
     pub(crate) fingerprint: Option<String>,
     /// When it was read.
     pub(crate) loaded_at: SystemTime,
-    /// When it expires, if it says (a JWT's `exp`).
+    /// When it expires: the store's metadata, else a JWT's `exp`.
     pub(crate) expires: Option<SystemTime>,
 }
 
@@ -48,6 +51,11 @@ pub(crate) enum SecretSource {
     File(PathBuf),
     /// An environment variable.
     Env(String),
+    /// A record of the encrypted store (the store file, tenant and name: `FILE#TENANT/NAME`).
+    Store(String),
+    /// The store has a record but it does not open (altered, or moved from another record).
+    /// The search stops there: a damaged record never falls back to another source.
+    Undecryptable(String),
     /// No source had it; lists where it was looked for.
     Missing(Vec<String>),
 }
@@ -65,24 +73,44 @@ pub(crate) struct ProcessEnv;
 // === impl SecretStore ===
 
 impl SecretStore {
-    /// Resolves each `(tenant, name)` once. Files win over the environment so that a mounted
-    /// secret directory can override a deployment-wide variable.
+    /// Resolves each `(tenant, name)` once: the store first, then files, then the
+    /// environment. The store wins because it is the managed, authenticated source: after
+    /// `portcullis secrets import` a leftover file cannot shadow a later `secrets rotate`.
+    /// Files win over the environment so that a mounted secret directory can override a
+    /// deployment-wide variable.
+    ///
+    /// Fails only when a store is configured and cannot be opened as a whole (no or wrong
+    /// master key, unreadable, altered header or table of contents): then no runtime may be
+    /// built from it. A single record that does not open is [`SecretSource::Undecryptable`].
     pub(crate) fn load<'a>(
         sources: &SecretSources,
         env: &dyn Environment,
         wanted: impl IntoIterator<Item = (&'a str, &'a str)>,
         key: &FingerprintKey,
-    ) -> Self {
+    ) -> Result<Self, StoreError> {
+        let store = match &sources.store {
+            Some(path) => {
+                let master =
+                    MasterKey::load(sources.master_key_file.as_deref(), env).map_err(|source| {
+                        StoreError::MasterKey {
+                            path: path.clone(),
+                            source,
+                        }
+                    })?;
+                Some(StoreFile::open(path, &master)?)
+            }
+            None => None,
+        };
         let mut entries = HashMap::new();
         for (tenant, name) in wanted {
             let pair = (tenant.to_owned(), name.to_owned());
             if entries.contains_key(&pair) {
                 continue;
             }
-            let entry = resolve(sources, env, tenant, name, key);
+            let entry = resolve(sources, store.as_ref(), env, tenant, name, key);
             entries.insert(pair, entry);
         }
-        Self { entries }
+        Ok(Self { entries })
     }
 
     /// The entry for a tenant's secret, if the snapshot references it.
@@ -115,6 +143,7 @@ pub(crate) fn is_temporary_name(name: &str) -> bool {
 
 fn resolve(
     sources: &SecretSources,
+    store: Option<&StoreFile>,
     env: &dyn Environment,
     tenant: &str,
     name: &str,
@@ -122,6 +151,36 @@ fn resolve(
 ) -> SecretEntry {
     let mut looked = Vec::new();
     let loaded_at = SystemTime::now();
+    if let Some(store) = store {
+        let location = format!("{}#{tenant}/{name}", store.path().display());
+        match store.open_value(tenant, name) {
+            Some(Ok(opened)) => {
+                let value = opened.value.expose_secret();
+                return SecretEntry {
+                    source: SecretSource::Store(location),
+                    // The store's own fingerprint (keyed by its master key): the one
+                    // `portcullis secrets list` shows.
+                    fingerprint: Some(opened.fingerprint.clone()),
+                    loaded_at,
+                    expires: opened
+                        .expires
+                        .map(store::Timestamp::to_system_time)
+                        .or_else(|| jwt_expiry(value)),
+                    value: Some(opened.value),
+                };
+            }
+            Some(Err(_)) => {
+                return SecretEntry {
+                    value: None,
+                    source: SecretSource::Undecryptable(location),
+                    fingerprint: None,
+                    loaded_at,
+                    expires: None,
+                };
+            }
+            None => looked.push(location),
+        }
+    }
     if let Some(dir) = &sources.dir {
         let path = dir.join(tenant).join(name);
         looked.push(path.display().to_string());
@@ -201,6 +260,11 @@ impl SecretEntry {
         self.value.is_some()
     }
 
+    /// True when the store has the secret but its record does not open.
+    pub(crate) fn is_undecryptable(&self) -> bool {
+        matches!(self.source, SecretSource::Undecryptable(_))
+    }
+
     /// The value, for building the upstream header. Do not log, format or store it elsewhere.
     pub(crate) fn expose(&self) -> Option<&str> {
         self.value.as_ref().map(|v| v.expose_secret())
@@ -229,6 +293,7 @@ mod tests {
         SecretSources {
             env_prefix: Some("PORTCULLIS_SECRET_".into()),
             dir,
+            ..SecretSources::default()
         }
     }
 
@@ -255,7 +320,8 @@ mod tests {
             &env,
             [("acme", "pd")],
             &FingerprintKey::fixed(7),
-        );
+        )
+        .unwrap();
         let entry = store.get("acme", "pd").unwrap();
         assert_eq!(entry.expose(), Some("from-file"));
         assert!(matches!(entry.source, SecretSource::File(_)));
@@ -270,7 +336,8 @@ mod tests {
             &env,
             [("acme", "pd"), ("acme", "x")],
             &FingerprintKey::fixed(0),
-        );
+        )
+        .unwrap();
         assert_eq!(store.get("acme", "pd").unwrap().expose(), Some("v"));
         let missing = store.get("acme", "x").unwrap();
         assert!(!missing.is_present());
@@ -292,7 +359,8 @@ mod tests {
             &env,
             [("acme", "pd")],
             &FingerprintKey::fixed(0),
-        );
+        )
+        .unwrap();
         let debug = format!("{store:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
     }

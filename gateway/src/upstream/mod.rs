@@ -27,6 +27,7 @@ use pingora::{Error, ErrorType, Result as PingoraResult};
 use portcullis_config::{HealthCheck, Target};
 
 pub(crate) mod egress;
+pub(crate) mod fetch;
 mod tls;
 
 pub(crate) use self::tls::{load_ca_bundle, CaBundle, CaFileError};

@@ -15,7 +15,7 @@ use portcullis_api::WindowStats;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, MetricFamily, MetricType};
 
-use crate::outcome::ErrorCode;
+use crate::outcome::{ErrorCode, TokenReason};
 
 /// The `method` label values; anything not listed is `OTHER`.
 pub(super) const METHODS: [&str; N_METHODS] = [
@@ -80,11 +80,17 @@ const RESETTING: u64 = u64::MAX;
 
 const N_REASONS: usize = ErrorCode::ALL.len();
 const N_KINDS: usize = UpstreamErrorKind::ALL.len();
+const N_TOKEN_REASONS: usize = TokenReason::ALL.len();
+/// The `result` label values of the exchange and JWKS fetch counters, in index order.
+const RESULTS: [&str; 2] = ["success", "error"];
 
 const REQUESTS_TOTAL: &str = "portcullis_requests_total";
 const REQUEST_DURATION: &str = "portcullis_request_duration_seconds";
 const DENIED_TOTAL: &str = "portcullis_denied_total";
 const UPSTREAM_ERRORS_TOTAL: &str = "portcullis_upstream_errors_total";
+const JWT_FAILURES_TOTAL: &str = "portcullis_jwt_validation_failures_total";
+const TOKEN_EXCHANGES_TOTAL: &str = "portcullis_token_exchanges_total";
+const JWKS_FETCHES_TOTAL: &str = "portcullis_jwks_fetches_total";
 
 /// The counters of one (tenant, route), pre-resolved so the request path only touches atomics.
 ///
@@ -101,6 +107,12 @@ pub(crate) struct RouteMetrics {
     denied: [AtomicU64; N_REASONS],
     /// Indexed by `UpstreamErrorKind as usize` (the order of [`UpstreamErrorKind::ALL`]).
     upstream_errors: [AtomicU64; N_KINDS],
+    /// Indexed by `TokenReason as usize` (the order of [`TokenReason::ALL`]).
+    jwt_failures: [AtomicU64; N_TOKEN_REASONS],
+    /// Token exchanges, by [`RESULTS`] index.
+    exchanges: [AtomicU64; 2],
+    /// JWKS fetches, by [`RESULTS`] index.
+    jwks_fetches: [AtomicU64; 2],
     slots: [Slot; SLOTS],
 }
 
@@ -190,6 +202,21 @@ impl RouteCollector {
                     "Failed exchanges with an upstream, by route and kind of failure.",
                     &["tenant", "route", "kind"],
                 ),
+                desc(
+                    JWT_FAILURES_TOTAL,
+                    "Passed-through tokens refused, by route and reason.",
+                    &["tenant", "route", "reason"],
+                ),
+                desc(
+                    TOKEN_EXCHANGES_TOTAL,
+                    "Token exchanges performed for exchange routes, by result.",
+                    &["tenant", "route", "result"],
+                ),
+                desc(
+                    JWKS_FETCHES_TOTAL,
+                    "Fetches of passthrough routes' key sets (JWKS), by result.",
+                    &["tenant", "route", "result"],
+                ),
             ],
             unrouted,
             published,
@@ -208,6 +235,9 @@ impl RouteMetrics {
             cells: [const { [const { OnceLock::new() }; N_CODES] }; N_METHODS],
             denied: [const { AtomicU64::new(0) }; N_REASONS],
             upstream_errors: [const { AtomicU64::new(0) }; N_KINDS],
+            jwt_failures: [const { AtomicU64::new(0) }; N_TOKEN_REASONS],
+            exchanges: [const { AtomicU64::new(0) }; 2],
+            jwks_fetches: [const { AtomicU64::new(0) }; 2],
             slots: [const { Slot::new() }; SLOTS],
         }
     }
@@ -268,6 +298,23 @@ impl RouteMetrics {
         if let Some(counter) = self.upstream_errors.get(kind as usize) {
             counter.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Counts one passed-through token refused for `reason`.
+    pub(crate) fn jwt_failure(&self, reason: TokenReason) {
+        if let Some(counter) = self.jwt_failures.get(reason as usize) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts one token exchange.
+    pub(crate) fn exchanged(&self, ok: bool) {
+        self.exchanges[usize::from(!ok)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one JWKS fetch.
+    pub(crate) fn jwks_fetched(&self, ok: bool) {
+        self.jwks_fetches[usize::from(!ok)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Statistics over the last minute, for the admin API and console.
@@ -471,6 +518,9 @@ impl Collector for RouteCollector {
         let mut durations = family(&self.descs[1], MetricType::HISTOGRAM);
         let mut denied = family(&self.descs[2], MetricType::COUNTER);
         let mut upstream = family(&self.descs[3], MetricType::COUNTER);
+        let mut jwt = family(&self.descs[4], MetricType::COUNTER);
+        let mut exchanges = family(&self.descs[5], MetricType::COUNTER);
+        let mut jwks = family(&self.descs[6], MetricType::COUNTER);
         for route in std::iter::once(&self.unrouted).chain(published.iter()) {
             let (tenant, name) = (route.tenant(), route.route());
             for (row, method) in route.cells.iter().zip(METHODS) {
@@ -513,8 +563,35 @@ impl Collector for RouteCollector {
                     upstream.mut_metric().push(metric);
                 }
             }
+            for (value, reason) in route.jwt_failures.iter().zip(TokenReason::ALL) {
+                push_counter(&mut jwt, ("reason", reason.as_str()), tenant, name, value);
+            }
+            for (value, result) in route.exchanges.iter().zip(RESULTS) {
+                push_counter(&mut exchanges, ("result", result), tenant, name, value);
+            }
+            for (value, result) in route.jwks_fetches.iter().zip(RESULTS) {
+                push_counter(&mut jwks, ("result", result), tenant, name, value);
+            }
         }
-        vec![requests, durations, denied, upstream]
+        vec![requests, durations, denied, upstream, jwt, exchanges, jwks]
+    }
+}
+
+/// Adds a `{tenant, route, <label>}` counter to `family` unless it is zero (a series appears
+/// with its first event).
+fn push_counter(
+    family: &mut MetricFamily,
+    label: (&str, &str),
+    tenant: &str,
+    route: &str,
+    value: &AtomicU64,
+) {
+    let value = value.load(Ordering::Relaxed);
+    if value > 0 {
+        let labels = [("tenant", tenant), ("route", route), label];
+        let mut metric = proto::Metric::from_label(label_pairs(&labels));
+        metric.set_counter(counter(value));
+        family.mut_metric().push(metric);
     }
 }
 
