@@ -39,6 +39,11 @@ struct Target {
 }
 
 async fn target(upstream_delay: Duration) -> Target {
+    target_with(upstream_delay, &format!("keepalive_timeout_ms = {IDLE_MS}")).await
+}
+
+/// As [`target`], with `server_extra` in `[server]` instead of the keep-alive timeout.
+async fn target_with(upstream_delay: Duration, server_extra: &str) -> Target {
     let upstream = UpstreamBuilder::new()
         .reply(move |_| Reply {
             delay: upstream_delay,
@@ -52,7 +57,7 @@ async fn target(upstream_delay: Duration) -> Target {
 [server]
 listen = ["{{LISTEN}}"]
 admin_listen = "{{ADMIN}}"
-keepalive_timeout_ms = {IDLE_MS}
+{server_extra}
 h2_max_concurrent_streams = 10
 max_request_header_bytes = 16384
 
@@ -481,4 +486,37 @@ async fn streams_beyond_the_configured_limit_are_refused() {
     assert!(reached > 0, "no stream was served at all");
     assert_unharmed(&t, &latencies).await;
     eprintln!("concurrent streams: {reached} of 500 served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_keep_alive_off_a_ping_flood_is_closed_by_the_head_deadline() {
+    // keepalive_timeout_ms = 0 turns HTTP/1 keep-alive off; an HTTP/2 connection must still
+    // idle out (Pingora would read "no idle timeout" as never).
+    let t = target_with(
+        Duration::ZERO,
+        "keepalive_timeout_ms = 0\nrequest_header_timeout_ms = 1500",
+    )
+    .await;
+    let stream = raw_h2(&t.cert, t.gw.tls_addrs[0]).await;
+    let started = Instant::now();
+    let ((closed, sent), latencies) = during(&t.gw, async {
+        flood(
+            stream,
+            |i| {
+                (i < 100_000).then(|| {
+                    (0..64u64)
+                        .flat_map(|n| frame(PING, 0, 0, &(i as u64 * 64 + n).to_be_bytes()))
+                        .collect()
+                })
+            },
+            Duration::from_secs(30),
+        )
+        .await
+    })
+    .await;
+    let lasted = started.elapsed();
+    assert!(closed, "still open after {sent} writes ({lasted:?})");
+    assert!(lasted < Duration::from_secs(12), "{lasted:?}");
+    assert_unharmed(&t, &latencies).await;
+    eprintln!("ping flood, keep-alive off: closed after {lasted:?}");
 }

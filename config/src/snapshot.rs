@@ -107,7 +107,8 @@ pub struct Server {
     /// accept for its first request and from the first byte of each later one.
     pub request_header_timeout: Duration,
     /// Longest idle time of a keep-alive connection between requests (also the HTTP/2 idle
-    /// timeout); zero turns keep-alive off.
+    /// timeout); zero turns HTTP/1 keep-alive off (HTTP/2 connections then idle out after
+    /// `request_header_timeout`).
     pub keepalive_timeout: Duration,
     /// Most downstream connections open at once, over all public listeners.
     pub max_connections: usize,
