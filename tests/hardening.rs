@@ -20,6 +20,7 @@ use tokio::net::{TcpSocket, TcpStream};
 
 const KEY: &str = "acme-key";
 const ADMIN_TOKEN: &str = "admin-token-for-hardening-5c1d";
+const TRACE_SECRET: &str = "trace-secret-value-0f3a";
 
 /// A gateway with an admin token, a file audit log, tenant `acme`, `server_extra` in
 /// `[server]` and the given routes.
@@ -368,7 +369,12 @@ async fn trace_track_and_connect_are_refused_unless_the_route_lists_them() {
     let upstream = UpstreamBuilder::new().start().await;
     let routes = format!(
         "{}{}",
-        route("open", "/open", &upstream.url(), ""),
+        route(
+            "open",
+            "/open",
+            &upstream.url(),
+            "headers = { Authorization = \"Bearer ${secret:trace}\" }"
+        ),
         route(
             "debug",
             "/debug",
@@ -376,7 +382,13 @@ async fn trace_track_and_connect_are_refused_unless_the_route_lists_them() {
             "allowed_methods = [\"GET\", \"TRACE\"]"
         )
     );
-    let gw = start(&config("", &routes));
+    // The route without allowed_methods injects a secret: a TRACE echoed by the upstream
+    // would hand it back to the caller.
+    let gw = GatewayProcess::start_with(
+        &config("", &routes),
+        &[("PORTCULLIS_SECRET_ACME_TRACE", TRACE_SECRET)],
+        |dir| std::fs::write(dir.join("admin-token"), ADMIN_TOKEN).unwrap(),
+    );
     for (request, what) in [
         ("TRACE /open/x HTTP/1.1\r\nHost: gw\r\n", "TRACE"),
         ("TRACK /open/x HTTP/1.1\r\nHost: gw\r\n", "TRACK"),
@@ -398,7 +410,7 @@ async fn trace_track_and_connect_are_refused_unless_the_route_lists_them() {
             "CONNECT in origin form",
         ),
     ] {
-        let (status, text) = raw_request(gw.addr, &format!("{request}\r\n"));
+        let (status, text) = raw_request(gw.addr, &format!("{request}Connection: close\r\n\r\n"));
         assert_eq!(status, 405, "{what}: {text}");
         assert!(
             text.contains(r#""error":"method_not_allowed""#)
@@ -416,6 +428,30 @@ async fn trace_track_and_connect_are_refused_unless_the_route_lists_them() {
     assert_eq!(status, 200, "{text}");
     assert_eq!(upstream.count().await, 1);
     assert_eq!(upstream.last().await.method, "TRACE");
+    // GET on the same route is forwarded with the secret: the refusals above were the
+    // method policy, not a route that injects nothing.
+    assert_eq!(
+        raw_request(
+            gw.addr,
+            "GET /open/x HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n"
+        )
+        .0,
+        200
+    );
+    let forwarded = upstream.requests().await;
+    assert_eq!(forwarded.len(), 2);
+    assert_eq!(
+        header_map(&forwarded[1])
+            .get("authorization")
+            .map(String::as_str),
+        Some(format!("Bearer {TRACE_SECRET}").as_str())
+    );
+    assert!(
+        forwarded[..1]
+            .iter()
+            .all(|r| !header_map(r).values().any(|v| v.contains(TRACE_SECRET))),
+        "a TRACE carried the secret"
+    );
     // Every refusal has its access line (Pingora's own CONNECT refusal had none).
     eventually(
         Duration::from_secs(20),
@@ -427,6 +463,7 @@ async fn trace_track_and_connect_are_refused_unless_the_route_lists_them() {
         },
     )
     .await;
+    assert!(!gw.log().contains(TRACE_SECRET));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
