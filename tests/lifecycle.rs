@@ -343,3 +343,239 @@ async fn ten_thousand_routes_start_serve_and_reload() {
     let status = admin_get(&gw, "/api/v1/status").await;
     assert_eq!(status["counts"]["routes"], 10_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_longer_than_the_grace_period_is_cut_and_recorded_as_cut() {
+    // Ten seconds of body at the upstream; one second of grace.
+    let slow = UpstreamBuilder::new()
+        .reply(|_| Reply {
+            body: ReplyBody::Drip {
+                chunks: 10,
+                interval: Duration::from_secs(1),
+            },
+            ..Reply::ok("")
+        })
+        .start()
+        .await;
+    let text = config(&route(
+        "slow",
+        "/slow",
+        &[slow.url()],
+        "total_timeout_ms = 30000",
+    ))
+    .replace("[server]\n", "[server]\nshutdown_grace_seconds = 1\n");
+    let mut gw = start(&text);
+    let request = tokio::spawn({
+        let url = gw.url("/slow/cut?token=QUERY-VALUE-77e1");
+        async move {
+            let resp = client()
+                .get(url)
+                .header("x-portcullis-key", KEY)
+                .send()
+                .await
+                .unwrap();
+            // The head came; the body is cut short.
+            (resp.status().as_u16(), resp.text().await.is_err())
+        }
+    });
+    eventually(
+        Duration::from_secs(20),
+        "the upstream has the request",
+        || async { slow.count().await == 1 },
+    )
+    .await;
+    let signalled = Instant::now();
+    gw.signal("TERM");
+    let exit = gw.wait_exit(Duration::from_secs(20));
+    let took = signalled.elapsed();
+    assert!(exit.success(), "{exit}:\n{}", gw.log());
+    // The grace period, not the request's ten seconds (nor Pingora's former fixed 5 s).
+    assert!(took < Duration::from_secs(8), "exited after {took:?}");
+    assert_eq!(request.await.unwrap(), (200, true));
+    let lines = gw.audit_lines(1).await;
+    let cut = lines
+        .iter()
+        .find(|l| l["kind"] == "request")
+        .unwrap_or_else(|| panic!("no request line: {lines:?}"));
+    assert_eq!(cut["path"], "/slow/cut?token", "{cut}");
+    assert_eq!(cut["denial"], "shutdown_cut", "{cut}");
+    let log = gw.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("portcullis::access") && l.contains("shutdown_cut")),
+        "{log}"
+    );
+    assert!(!log.contains("QUERY-VALUE-77e1"), "{log}");
+}
+
+/// The gateway of a graceful-upgrade test: fixed listener addresses (the ones being handed
+/// over), an upgrade socket in `dir`, and an audit file of its own.
+fn upgrade_config(
+    listen: &str,
+    admin: &str,
+    dir: &std::path::Path,
+    audit: &str,
+    routes: &str,
+) -> String {
+    format!(
+        r#"
+[server]
+listen = ["{listen}"]
+admin_listen = "{admin}"
+upgrade_sock = "{sock}"
+
+[admin]
+token_file = "{dir}/admin-token"
+
+[audit]
+sink = "file"
+path = "{dir}/{audit}"
+
+[[tenants]]
+id = "acme"
+key_sha256 = ["{key}"]
+{routes}
+"#,
+        dir = dir.display(),
+        sock = dir.join("upgrade.sock").display(),
+        key = sha256_hex(KEY),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_upgrade_drops_no_request_under_a_request_loop() {
+    let upstream = UpstreamBuilder::new()
+        .reply(|_| Reply {
+            delay: Duration::from_millis(20),
+            ..Reply::ok("ok")
+        })
+        .start()
+        .await;
+    let routes = route("r", "/r", &[upstream.url()], "");
+    let old_text = upgrade_config(
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        std::path::Path::new("{DIR}"),
+        "audit.jsonl",
+        &routes,
+    );
+    let mut old = start(&old_text);
+    let dir = old.dir.path().to_owned();
+    let new_text = upgrade_config(
+        &old.addr.to_string(),
+        &old.admin_addr.to_string(),
+        &dir,
+        "audit-new.jsonl",
+        &routes,
+    );
+
+    // Four clients, each a new connection per request (what a handover must not lose: the
+    // accept queue), until told to stop.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let url = old.url("/r/loop");
+    let mut loops = Vec::new();
+    for _ in 0..4 {
+        let (stop, url) = (std::sync::Arc::clone(&stop), url.clone());
+        loops.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .timeout(Duration::from_secs(20))
+                .build()
+                .unwrap();
+            let (mut ok, mut errors) = (0u32, Vec::new());
+            // Bounded: at most 100,000 requests or until stopped.
+            for _ in 0..100_000 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                match client
+                    .get(&url)
+                    .header("x-portcullis-key", KEY)
+                    .send()
+                    .await
+                {
+                    Ok(resp) if resp.status() == 200 => ok += 1,
+                    Ok(resp) => errors.push(format!("status {}", resp.status())),
+                    Err(e) => errors.push(format!("{e:?}")),
+                }
+            }
+            (ok, errors)
+        }));
+    }
+    eventually(
+        Duration::from_secs(20),
+        "requests through the old process",
+        || async { upstream.count().await >= 20 },
+    )
+    .await;
+
+    // The new process waits on the upgrade socket; the old one hands over on SIGQUIT.
+    let starting = tokio::task::spawn_blocking({
+        let old_pid = old.pid();
+        let sock = dir.join("upgrade.sock");
+        let new_text = new_text.clone();
+        move || {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let signaller = std::thread::spawn(move || {
+                // Bounded wait for the new process to listen on the upgrade socket.
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while !sock.exists() && Instant::now() < deadline {
+                    if rx.try_recv().is_ok() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let _ = std::process::Command::new("kill")
+                    .args(["-QUIT", &old_pid.to_string()])
+                    .status();
+            });
+            let new = GatewayProcess::upgrade_from(&new_text);
+            let _ = tx.send(());
+            signaller.join().unwrap();
+            new
+        }
+    });
+    let mut new = starting.await.unwrap();
+    assert_eq!(
+        new.addr, old.addr,
+        "the new process serves the same address"
+    );
+    let before_exit = upstream.count().await;
+    let exit = old.wait_exit(Duration::from_secs(30));
+    assert!(exit.success(), "{exit}:\n{}", old.log());
+    // Keep the loop going on the new process alone for a while.
+    eventually(
+        Duration::from_secs(20),
+        "requests through the new process",
+        || async { upstream.count().await >= before_exit + 40 },
+    )
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut errors) = (0, Vec::new());
+    for l in loops {
+        let (o, e) = l.await.unwrap();
+        ok += o;
+        errors.extend(e);
+    }
+    assert!(
+        errors.is_empty(),
+        "{} of {} requests failed: {errors:?}",
+        errors.len(),
+        ok as usize + errors.len()
+    );
+    // Both processes served part of the loop.
+    let served = |file: &str| {
+        std::fs::read_to_string(dir.join(file))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| json(l)["kind"] == "request")
+            .count()
+    };
+    let (old_served, new_served) = (served("audit.jsonl"), served("audit-new.jsonl"));
+    assert!(
+        old_served > 0 && new_served > 0,
+        "old {old_served}, new {new_served}"
+    );
+    assert!(new.running(), "{}", new.log());
+    eprintln!("upgrade: {ok} requests, 0 errors; old served {old_served}, new {new_served}");
+}

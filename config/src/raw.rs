@@ -49,6 +49,13 @@ pub(crate) struct RawServer {
     pub(crate) max_request_body_bytes: Option<Spanned<u64>>,
     pub(crate) max_request_header_bytes: Option<Spanned<u64>>,
     pub(crate) trusted_proxies: Option<Vec<Spanned<String>>>,
+    pub(crate) request_header_timeout_ms: Option<Spanned<u64>>,
+    pub(crate) keepalive_timeout_ms: Option<Spanned<u64>>,
+    pub(crate) max_connections: Option<Spanned<u64>>,
+    pub(crate) max_connections_per_ip: Option<Spanned<u64>>,
+    pub(crate) h2_max_concurrent_streams: Option<Spanned<u64>>,
+    pub(crate) shutdown_grace_seconds: Option<Spanned<u64>>,
+    pub(crate) upgrade_sock: Option<Spanned<String>>,
 }
 
 /// `[[server.tls]]`: a TLS listener (HTTP/1.1 and HTTP/2 through ALPN).
@@ -77,6 +84,7 @@ pub(crate) struct RawAdmin {
     pub(crate) token_file: Option<Spanned<String>>,
     pub(crate) token_env: Option<Spanned<String>>,
     pub(crate) metrics_cidrs: Option<Vec<Spanned<String>>>,
+    pub(crate) hosts: Option<Vec<Spanned<String>>>,
 }
 
 /// `[audit]`: the tamper-evident audit log.

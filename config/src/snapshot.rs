@@ -26,6 +26,22 @@ pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
 pub const DEFAULT_GATEWAY_KEY_HEADER: &str = "x-portcullis-key";
 /// Default cap on the total size of request headers.
 pub const DEFAULT_MAX_REQUEST_HEADER_BYTES: usize = 64 * 1024;
+/// Default time a client gets to send a request line and headers, in milliseconds.
+pub const DEFAULT_REQUEST_HEADER_TIMEOUT_MS: u64 = 10_000;
+/// Default time an idle keep-alive connection stays open, in milliseconds.
+pub const DEFAULT_KEEPALIVE_TIMEOUT_MS: u64 = 60_000;
+/// Default cap on downstream connections open at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default cap on downstream connections from one client address (an IPv6 /64).
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
+/// Default cap on concurrent HTTP/2 streams per connection.
+pub const DEFAULT_H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+/// Default grace period of a graceful stop or upgrade, in seconds: a route's default total
+/// timeout (300 s) plus the default request-head deadline (10 s), so that no request within
+/// the defaults is cut.
+pub const DEFAULT_SHUTDOWN_GRACE_SECONDS: u64 = 310;
+/// Default Unix socket on which `run --upgrade` receives the listening sockets.
+pub const DEFAULT_UPGRADE_SOCK: &str = "/run/portcullis/upgrade.sock";
 
 /// Request headers forwarded by default (Backstage proxy-backend's safe list). Anything else
 /// the caller sends is dropped unless the route lists it in `allowed_headers`.
@@ -159,6 +175,24 @@ pub struct Server {
     pub max_request_header_bytes: usize,
     /// Peers whose `X-Forwarded-For` is trusted and extended rather than replaced.
     pub trusted_proxies: CidrSet,
+    /// Longest time to receive a request line and headers, counted from the connection's
+    /// accept for its first request and from the first byte of each later one.
+    pub request_header_timeout: Duration,
+    /// Longest idle time of a keep-alive connection between requests (also the HTTP/2 idle
+    /// timeout); zero turns HTTP/1 keep-alive off (HTTP/2 connections then idle out after
+    /// `request_header_timeout`).
+    pub keepalive_timeout: Duration,
+    /// Most downstream connections open at once, over all public listeners.
+    pub max_connections: usize,
+    /// Most downstream connections from one client address (IPv6: one /64); `None` is no limit.
+    pub max_connections_per_ip: Option<usize>,
+    /// Most concurrent HTTP/2 streams per connection.
+    pub h2_max_concurrent_streams: u32,
+    /// How long requests in flight get to finish on a graceful stop or upgrade.
+    pub shutdown_grace: Duration,
+    /// The Unix socket on which `run --upgrade` receives the listening sockets of the running
+    /// process (in a directory only the gateway's user can write).
+    pub upgrade_sock: PathBuf,
 }
 
 /// A TLS listener.
@@ -195,6 +229,9 @@ pub struct Admin {
     pub token_env: Option<String>,
     /// Peers that may scrape `/metrics` without the token (loopback always may).
     pub metrics_cidrs: CidrSet,
+    /// Host names the admin API answers to besides `localhost` and IP literals (lowercase, no
+    /// port): anything else gets 421, which closes DNS rebinding.
+    pub hosts: Vec<String>,
 }
 
 /// Where audit lines go.

@@ -165,6 +165,18 @@ fn check_snapshot(s: &Snapshot, text: &str) {
         "gateway key header {header:?}"
     );
     assert!((1024..=1024 * 1024).contains(&s.server.max_request_header_bytes));
+    let server = &s.server;
+    assert!(server.request_header_timeout.as_millis() >= 100);
+    assert!(server.max_connections >= 1);
+    assert!(server.max_connections_per_ip.is_none_or(|n| n >= 1));
+    assert!(server.h2_max_concurrent_streams >= 1);
+    assert!(!server.upgrade_sock.as_os_str().is_empty());
+    for host in &s.admin.hosts {
+        assert!(
+            !host.is_empty() && *host == host.to_ascii_lowercase() && !host.ends_with('.'),
+            "admin host {host:?}"
+        );
+    }
     assert!((1..=16 * 1024 * 1024).contains(&s.audit.queue));
 
     let mut pools = HashSet::new();
@@ -303,10 +315,17 @@ fn keys_of(parent: &str) -> &'static [&'static str] {
             "max_request_body_bytes",
             "max_request_header_bytes",
             "trusted_proxies",
+            "request_header_timeout_ms",
+            "keepalive_timeout_ms",
+            "max_connections",
+            "max_connections_per_ip",
+            "h2_max_concurrent_streams",
+            "shutdown_grace_seconds",
+            "upgrade_sock",
         ],
         "tls" => &["listen", "cert", "key"],
         "secrets" => &["env_prefix", "dir"],
-        "admin" => &["token_file", "token_env", "metrics_cidrs"],
+        "admin" => &["token_file", "token_env", "metrics_cidrs", "hosts"],
         "audit" => &["sink", "path", "max_bytes", "keep", "queue", "overflow"],
         "metrics" => &["enabled"],
         "allowlists" => &["office", "portal-backends", "ops", "Bad Name"],
@@ -480,13 +499,20 @@ fn kind_of(key: &str) -> Kind {
         | "read_timeout_ms"
         | "total_timeout_ms"
         | "retries"
-        | "interval_ms" => Kind::Int,
+        | "interval_ms"
+        | "request_header_timeout_ms"
+        | "keepalive_timeout_ms"
+        | "max_connections"
+        | "max_connections_per_ip"
+        | "h2_max_concurrent_streams"
+        | "shutdown_grace_seconds" => Kind::Int,
         "listen" | "admin_listen" => Kind::Str(ADDRS),
         "trusted_proxies" | "metrics_cidrs" | "caller_cidrs" | "allow_destinations" | "office"
         | "portal-backends" | "ops" => Kind::StrArray(CIDRS),
         "addresses" | "upcoming" | "retiring" => Kind::StrArray(IPS),
         "name" | "id" | "tenant" | "egress_pool" | "token_env" => Kind::Str(NAMES),
         "host" => Kind::Str(HOSTS),
+        "hosts" => Kind::StrArray(HOSTS),
         "path" | "rewrite_prefix" => Kind::Str(PATHS),
         "target" => Kind::Str(URLS),
         "targets" => Kind::StrArray(URLS),
@@ -494,7 +520,7 @@ fn kind_of(key: &str) -> Kind {
         "allowed_headers" => Kind::StrArray(HEADER_NAMES),
         "gateway_key_header" => Kind::Str(HEADER_NAMES),
         "key_sha256" => Kind::StrArray(KEYS),
-        "cert" | "key" | "dir" | "token_file" | "ca_file" => Kind::Str(FILES),
+        "cert" | "key" | "dir" | "token_file" | "ca_file" | "upgrade_sock" => Kind::Str(FILES),
         "Authorization" | "X-Api-Key" | "TE" | "Bad Header" | "x-a" => Kind::Str(TEMPLATES),
         _ => Kind::Str(WORDS),
     }

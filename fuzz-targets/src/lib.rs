@@ -1,7 +1,7 @@
 //! The logic of Portcullis's fuzz targets, kept apart from libFuzzer so it runs on stable.
 //!
-//! Each target is a plain `fn(&[u8])` that feeds the bytes to one pure crate (config, route
-//! table, path normaliser and accept rules) and **panics** when an invariant the crate
+//! Each target is a plain `fn(&[u8])` that feeds the bytes to one pure crate or function (config,
+//! route table, path normaliser and accept rules, the broker tunnel's frame decoder) and **panics** when an invariant the crate
 //! documents is broken; returning normally means the input is fine, including when the crate
 //! rejected it with an error. Two harnesses call the same functions:
 //!
@@ -15,6 +15,7 @@
 //! kept by normalisation), not copies of the code they check.
 
 pub mod allowlist;
+pub mod broker;
 pub mod config;
 pub mod routes;
 
@@ -30,4 +31,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("config_structured", config::structured),
     ("allowlist", allowlist::run),
     ("routes", routes::run),
+    ("broker_frame", broker::frame),
 ];

@@ -75,6 +75,11 @@ fn routes_corpus() {
     replay("routes");
 }
 
+#[test]
+fn broker_frame_corpus() {
+    replay("broker_frame");
+}
+
 /// Every target has a cargo-fuzz binary and a replay test here, and nothing else does.
 #[test]
 fn every_target_is_fuzzed_and_replayed() {

@@ -14,13 +14,16 @@
 //! wiring, reload triggers, shutdown order) → `admin` (the admin API) and `control` (shared state
 //! and the reload function) → `proxy` (the request path) → `runtime` (the snapshot a request
 //! reads) → `tokens` (key sets and exchanged tokens kept per route) → `upstream`, `secrets`,
-//! `observe` (records what happened; decides nothing) →
-//! `outcome`, `clock`. `listener` binds sockets for `app`; `demo` is the built-in demo.
+//! `observe` (records what happened; decides nothing) → `outcome`, `clock`. `listener` binds
+//! (or, in a graceful upgrade, inherits) sockets for `app`; `conn` bounds the connections on
+//! them (limits before TLS, the request-head deadline) for `app`, and `proxy` tells it when a
+//! head has arrived; `demo` is the built-in demo.
 
 mod admin;
 mod app;
 mod cli;
 mod clock;
+mod conn;
 mod control;
 mod demo;
 mod listener;

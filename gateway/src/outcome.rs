@@ -31,6 +31,9 @@ pub(crate) enum ErrorCode {
     BodyTooLarge,
     /// The request headers exceed the server's limit.
     HeadersTooLarge,
+    /// The request line and headers did not arrive within `server.request_header_timeout_ms`
+    /// (written by the connection layer, which then closes the connection).
+    RequestTimeout,
     /// The request is malformed (e.g. no usable host).
     BadRequest,
     /// No connection to any target could be made.
@@ -98,7 +101,7 @@ struct ErrorBody<'a> {
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub(crate) const ALL: [ErrorCode; 20] = [
+    pub(crate) const ALL: [ErrorCode; 21] = [
         ErrorCode::NoRoute,
         ErrorCode::Unauthenticated,
         ErrorCode::CallerDenied,
@@ -107,6 +110,7 @@ impl ErrorCode {
         ErrorCode::MethodNotAllowed,
         ErrorCode::BodyTooLarge,
         ErrorCode::HeadersTooLarge,
+        ErrorCode::RequestTimeout,
         ErrorCode::BadRequest,
         ErrorCode::UpstreamUnreachable,
         ErrorCode::SecretMissing,
@@ -132,6 +136,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::BodyTooLarge => "body_too_large",
             ErrorCode::HeadersTooLarge => "headers_too_large",
+            ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::UpstreamUnreachable => "upstream_unreachable",
             ErrorCode::SecretMissing => "secret_missing",
@@ -156,6 +161,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::BodyTooLarge => 413,
             ErrorCode::HeadersTooLarge => 431,
+            ErrorCode::RequestTimeout => 408,
             ErrorCode::BadRequest => 400,
             ErrorCode::UpstreamUnreachable
             | ErrorCode::TokenExchangeFailed
@@ -253,6 +259,7 @@ mod tests {
                 ("method_not_allowed", 405),
                 ("body_too_large", 413),
                 ("headers_too_large", 431),
+                ("request_timeout", 408),
                 ("bad_request", 400),
                 ("upstream_unreachable", 502),
                 ("secret_missing", 503),

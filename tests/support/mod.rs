@@ -438,11 +438,36 @@ impl GatewayProcess {
         Self::launch(config, env, prepare, true)
     }
 
+    /// As `start_with`, with `shell` run by `sh` first in the process that then becomes the
+    /// gateway (e.g. `ulimit -S -n 256`).
+    pub fn start_after_shell(config: &str, shell: &str, prepare: impl FnOnce(&Path)) -> Self {
+        Self::launch_full(config, &[], prepare, false, Some(shell), None)
+    }
+
+    /// `portcullis run --upgrade` on `config` (listener addresses and the upgrade socket
+    /// written out: those of the running gateway): takes the running gateway's sockets over
+    /// once that one is sent SIGQUIT, so the caller sends it from elsewhere. Returns once the
+    /// new process is ready; its log and ready file are in a directory of its own.
+    pub fn upgrade_from(config: &str) -> Self {
+        Self::launch_full(config, &[], |_| {}, false, None, Some("--upgrade"))
+    }
+
     fn launch(
         config: &str,
         env: &[(&str, &str)],
         prepare: impl FnOnce(&Path),
         relative: bool,
+    ) -> Self {
+        Self::launch_full(config, env, prepare, relative, None, None)
+    }
+
+    fn launch_full(
+        config: &str,
+        env: &[(&str, &str)],
+        prepare: impl FnOnce(&Path),
+        relative: bool,
+        shell: Option<&str>,
+        extra_arg: Option<&str>,
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         prepare(dir.path());
@@ -451,8 +476,19 @@ impl GatewayProcess {
         let log_path = dir.path().join("gateway.log");
         let ready_path = dir.path().join("ready.json");
         let log = std::fs::File::create(&log_path).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
-        cmd.args(["run", "--threads", "1", "--config"]);
+        let mut cmd = match shell {
+            Some(shell) => {
+                let mut cmd = Command::new("sh");
+                cmd.arg("-c")
+                    .arg(format!("{shell}; exec \"$0\" \"$@\""))
+                    .arg(env!("CARGO_BIN_EXE_portcullis"));
+                cmd
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_portcullis")),
+        };
+        cmd.arg("run");
+        cmd.args(extra_arg);
+        cmd.args(["--threads", "1", "--config"]);
         if relative {
             cmd.current_dir(dir.path()).arg("portcullis.toml");
         } else {
@@ -564,12 +600,42 @@ impl GatewayProcess {
 
     /// Peak resident memory of the gateway process, in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
+        self.proc_status_kib("VmHWM:")
+    }
+
+    /// Resident memory of the gateway process now, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        self.proc_status_kib("VmRSS:")
+    }
+
+    fn proc_status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap()
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// A metric's value from the admin listener's `/metrics` (loopback needs no token), 0 when
+    /// absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = client()
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+            .map_or(0.0, |v| v.trim().parse().unwrap())
     }
 }
 

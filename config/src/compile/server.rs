@@ -1,11 +1,16 @@
 //! `[server]`, `[secrets]`, `[admin]` and `[audit]`: the process-level sections.
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 use http::HeaderName;
 use portcullis_allowlist::CidrSet;
+
+use toml::Spanned;
 
 use super::Compiler;
 use crate::raw::{RawAudit, RawConfig};
@@ -118,6 +123,67 @@ impl Compiler<'_> {
                     CidrSet::default()
                 }),
         };
+        let mut bounded = |key: &str, value: &Option<Spanned<u64>>, range, default| {
+            self.bounded(&format!("server.{key}"), value, range, default)
+                .unwrap_or_else(|| {
+                    ok = false;
+                    default
+                })
+        };
+        let request_header_timeout = Duration::from_millis(bounded(
+            "request_header_timeout_ms",
+            &s.request_header_timeout_ms,
+            100..=600_000,
+            DEFAULT_REQUEST_HEADER_TIMEOUT_MS,
+        ));
+        let keepalive_timeout = Duration::from_millis(bounded(
+            "keepalive_timeout_ms",
+            &s.keepalive_timeout_ms,
+            0..=3_600_000,
+            DEFAULT_KEEPALIVE_TIMEOUT_MS,
+        ));
+        let max_connections = bounded(
+            "max_connections",
+            &s.max_connections,
+            1..=1_000_000,
+            DEFAULT_MAX_CONNECTIONS as u64,
+        ) as usize;
+        let max_connections_per_ip = bounded(
+            "max_connections_per_ip",
+            &s.max_connections_per_ip,
+            0..=1_000_000,
+            DEFAULT_MAX_CONNECTIONS_PER_IP as u64,
+        ) as usize;
+        let h2_max_concurrent_streams = bounded(
+            "h2_max_concurrent_streams",
+            &s.h2_max_concurrent_streams,
+            1..=10_000,
+            u64::from(DEFAULT_H2_MAX_CONCURRENT_STREAMS),
+        ) as u32;
+        let shutdown_grace = Duration::from_secs(bounded(
+            "shutdown_grace_seconds",
+            &s.shutdown_grace_seconds,
+            0..=86_400,
+            DEFAULT_SHUTDOWN_GRACE_SECONDS,
+        ));
+        let upgrade_sock = match &s.upgrade_sock {
+            None => PathBuf::from(DEFAULT_UPGRADE_SOCK),
+            Some(p) => {
+                let path = self.path(p);
+                // sun_path holds 108 bytes, the last one a NUL.
+                if p.get_ref().is_empty() || path.as_os_str().len() > 107 {
+                    self.r.error(
+                        p.span(),
+                        format!(
+                            "server.upgrade_sock: '{}' is not a usable Unix socket path (1 to 107 bytes)",
+                            path.display()
+                        ),
+                    );
+                    ok = false;
+                }
+                path
+            }
+        };
         let admin_listen = admin_listen?;
         ok.then_some(Server {
             listen,
@@ -127,7 +193,38 @@ impl Compiler<'_> {
             max_request_body_bytes,
             max_request_header_bytes,
             trusted_proxies,
+            request_header_timeout,
+            keepalive_timeout,
+            max_connections,
+            max_connections_per_ip: (max_connections_per_ip > 0).then_some(max_connections_per_ip),
+            h2_max_concurrent_streams,
+            shutdown_grace,
+            upgrade_sock,
         })
+    }
+
+    /// An integer setting within `range`, or `default` when absent; `None` (reported) when
+    /// out of range.
+    fn bounded(
+        &mut self,
+        key: &str,
+        value: &Option<Spanned<u64>>,
+        range: RangeInclusive<u64>,
+        default: u64,
+    ) -> Option<u64> {
+        let Some(v) = value else {
+            return Some(default);
+        };
+        let n = *v.get_ref();
+        if range.contains(&n) {
+            Some(n)
+        } else {
+            self.r.error(
+                v.span(),
+                format!("{key}: {n} is outside {}..={}", range.start(), range.end()),
+            );
+            None
+        }
     }
 
     pub(super) fn secrets(&mut self, raw: &RawConfig) -> SecretSources {
@@ -214,10 +311,26 @@ impl Compiler<'_> {
                 .cidr_set("admin.metrics_cidrs", entries, &BTreeMap::new())
                 .unwrap_or_default(),
         };
+        let mut hosts = Vec::new();
+        for h in a.hosts.iter().flatten() {
+            let name = h.get_ref().trim_end_matches('.').to_ascii_lowercase();
+            if is_host_name(&name) || name.parse::<IpAddr>().is_ok() {
+                hosts.push(name);
+            } else {
+                self.r.error(
+                    h.span(),
+                    format!(
+                        "admin.hosts: '{}' is not a host name (letters, digits, '-' and '.', no port)",
+                        h.get_ref()
+                    ),
+                );
+            }
+        }
         Admin {
             token_file,
             token_env,
             metrics_cidrs,
+            hosts,
         }
     }
 
@@ -311,6 +424,21 @@ impl Compiler<'_> {
             }
         }
     }
+}
+
+/// A DNS host name: dot-separated labels of ASCII letters, digits and inner hyphens.
+fn is_host_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 /// Records a listener address; false when it was already listed. Port 0 ("any free port",

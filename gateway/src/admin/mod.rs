@@ -5,6 +5,12 @@
 //! `GET /api/v1/traffic?after=SEQ&limit=N`, `GET /api/v1/secrets`, `GET /api/v1/tunnels`,
 //! `POST /api/v1/reload`.
 //! It reports status; it never returns a secret value or a header value.
+//!
+//! Only requests whose `Host` names the admin listener are answered: `localhost`, an IP
+//! literal (the listener's own address; any when it listens on all of them), or a name in
+//! `[admin] hosts`; anything else gets 421 `misdirected_request`. Loopback is trusted for
+//! `/metrics`, so without this a web page could read it through DNS rebinding (its own name
+//! resolving to 127.0.0.1, the browser sending that name as `Host`).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -55,12 +61,32 @@ impl AdminApi {
         !presented.is_empty() && expected.matches(presented.as_bytes())
     }
 
+    fn host_allowed(&self, session: &ServerSession) -> bool {
+        let req = session.req_header();
+        let host = req
+            .headers
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| req.uri.authority().map(|a| a.as_str()));
+        let runtime = self.reloader.shared().runtime.load();
+        host.is_some_and(|host| {
+            host_allowed(
+                host,
+                self.reloader.shared().listeners.admin.ip(),
+                &runtime.config.admin.hosts,
+            )
+        })
+    }
+
     fn metrics_allowed_without_token(&self, peer: Option<IpAddr>) -> bool {
         let runtime = self.reloader.shared().runtime.load();
         metrics_open_to(peer, &runtime.config.admin.metrics_cidrs)
     }
 
     async fn route(&self, session: &mut ServerSession) -> Reply {
+        if !self.host_allowed(session) {
+            return Reply::error(StatusCode::MISDIRECTED_REQUEST, "misdirected_request");
+        }
         let method = session.req_header().method.clone();
         let path = session.req_header().uri.path().to_owned();
         let query = session.req_header().uri.query().unwrap_or("").to_owned();
@@ -169,6 +195,29 @@ fn metrics_open_to(peer: Option<IpAddr>, cidrs: &portcullis_allowlist::CidrSet) 
     ip.is_loopback() || cidrs.contains(ip)
 }
 
+/// Whether a `Host` value names the admin listener bound to `own`: `localhost`, an IP literal
+/// equal to `own` (any IP literal when `own` is unspecified: an address is never the result
+/// of DNS rebinding), or one of `names` (lowercase). The port is not compared (port
+/// forwarding changes it).
+fn host_allowed(host: &str, own: IpAddr, names: &[String]) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((ip, rest)) if rest.is_empty() || rest.starts_with(':') => ip,
+            _ => return false,
+        },
+        None => host.rsplit_once(':').map_or(host, |(name, _port)| name),
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if let Ok(ip) = name.parse::<IpAddr>() {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        return own.is_unspecified() || ip == own;
+    }
+    name.eq_ignore_ascii_case("localhost") || names.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
 /// `after=SEQ&limit=N`, both optional; anything else is an error.
 fn parse_traffic_query(query: &str) -> Result<(u64, usize), String> {
     let mut after = 0;
@@ -253,6 +302,41 @@ mod tests {
         assert!(!metrics_open_to(ip("192.0.2.1"), &cidrs));
         assert!(!metrics_open_to(ip("2001:db8::1"), &cidrs));
         assert!(!metrics_open_to(None, &cidrs));
+    }
+
+    #[test]
+    fn only_the_admin_listeners_own_names_are_answered() {
+        let names = vec!["gw-admin.internal".to_owned()];
+        let own: IpAddr = "127.0.0.1".parse().unwrap();
+        for ok in [
+            "localhost",
+            "LOCALHOST:9901",
+            "localhost.",
+            "127.0.0.1:9901",
+            "127.0.0.1",
+            "gw-admin.internal:19901",
+            "GW-Admin.Internal",
+        ] {
+            assert!(host_allowed(ok, own, &names), "{ok}");
+        }
+        for refused in [
+            "evil.example:9901",
+            "127.0.0.1.nip.io",
+            "localhost.evil.example",
+            "10.0.0.1:9901",
+            "[::1]:9901",
+            "",
+            "[::1",
+            "gw-admin.internal.evil",
+        ] {
+            assert!(!host_allowed(refused, own, &names), "{refused}");
+        }
+        let any: IpAddr = "::".parse().unwrap();
+        assert!(host_allowed("[2001:db8::1]:9901", any, &[]));
+        assert!(host_allowed("192.0.2.7", any, &[]));
+        assert!(!host_allowed("rebind.example", any, &[]));
+        let v6: IpAddr = "::1".parse().unwrap();
+        assert!(host_allowed("[::1]:9901", v6, &[]));
     }
 
     #[test]

@@ -6,11 +6,13 @@
 //! all at once: config errors, files the runtime needs, addresses that cannot be bound.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
 
+use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::{background_service, Opt, Server};
+use pingora::protocols::http::v2::server::{default_h2_options, H2Options};
 use pingora::server::configuration::ServerConf;
 use pingora::server::RunArgs;
 use pingora::services::ServiceWithDependents;
@@ -18,8 +20,9 @@ use portcullis_api::AuditPolicy;
 use portcullis_config::{LoadError, Snapshot};
 
 use crate::admin::AdminApi;
+use crate::conn::{ConnStats, ConnectionLimiter, Guarded};
 use crate::control::{ConfigSource, ListenOverrides, Reloader, Shared};
-use crate::listener::{self, BindError, Bound, PreBound};
+use crate::listener::{self, BindError, Bound, InheritError, Inherited, PreBound};
 use crate::observe::audit::{AuditConfig, AuditLog, AuditWriter};
 use crate::observe::metrics::Metrics;
 use crate::observe::traffic::{TrafficRing, DEFAULT_TRAFFIC_CAPACITY};
@@ -31,6 +34,7 @@ use crate::upstream::tunnel::listener::{server_options, TunnelService};
 use crate::upstream::tunnel::TunnelRegistry;
 
 mod background;
+mod nofile;
 mod shutdown;
 mod triggers;
 
@@ -38,8 +42,8 @@ mod triggers;
 pub(crate) struct ServeOptions {
     /// Worker threads of the proxy service.
     pub(crate) threads: usize,
-    /// How long in-flight requests get to finish on `SIGTERM`.
-    pub(crate) grace: Duration,
+    /// Take the listening sockets over from the running gateway (`run --upgrade`).
+    pub(crate) upgrade: bool,
     /// Where to write the bound listener addresses once every listener is bound.
     pub(crate) ready_file: Option<PathBuf>,
     /// Values dropped just before the process exits (log writers that flush on drop).
@@ -67,6 +71,14 @@ pub(crate) enum StartError {
     /// Listeners could not be bound.
     #[error("{}", list("cannot listen", .0))]
     Bind(Vec<BindError>),
+    /// A graceful upgrade could not receive the running gateway's sockets.
+    #[error("graceful upgrade: {0}")]
+    Inherit(InheritError),
+    /// `--upgrade` with a tunnel listener or TCP routes, whose sockets cannot be handed over.
+    #[error(
+        "graceful upgrade: the tunnel listener and TCP routes cannot be handed over yet; restart instead (agents reconnect by themselves)"
+    )]
+    UpgradeWithTunnels,
     /// The audit log could not be opened.
     #[error("cannot open the audit log: {0}")]
     Audit(std::io::Error),
@@ -81,7 +93,7 @@ impl Default for ServeOptions {
     fn default() -> Self {
         Self {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            grace: Duration::from_secs(5),
+            upgrade: false,
             ready_file: None,
             flush_on_exit: Vec::new(),
             on_ready: None,
@@ -131,7 +143,16 @@ pub(crate) fn serve(
             tracing::warn!(route = %route.name, missing = ?state.injected.missing, "route will answer 503 secret_missing until its references resolve");
         }
     }
+    nofile::raise_and_check(runtime.config.server.max_connections);
+    warn_about_grace(&runtime.config);
 
+    if options.upgrade && (runtime.config.tunnel.is_some() || !runtime.config.tcp_routes.is_empty())
+    {
+        // The tunnel listener and the TCP routes accept outside Pingora's listener table, so
+        // the running gateway cannot hand them over: refuse before it is told to (SIGQUIT),
+        // not after, when it would already be draining.
+        return Err(StartError::UpgradeWithTunnels);
+    }
     let tunnel_options = match &runtime.config.tunnel {
         Some(t) => Some(server_options(t).map_err(|reason| {
             StartError::Build(vec![BuildError::TlsListener {
@@ -141,7 +162,17 @@ pub(crate) fn serve(
         })?),
         None => None,
     };
-    let listeners = bind_listeners(&runtime.config)?;
+    let mut inherited = if options.upgrade {
+        let path = &runtime.config.server.upgrade_sock;
+        tracing::info!(upgrade_sock = %path.display(), "waiting for the running gateway's listening sockets (send it SIGQUIT)");
+        Some(Inherited::receive(path).map_err(StartError::Inherit)?)
+    } else {
+        None
+    };
+    let listeners = bind_listeners(&runtime.config, inherited.as_mut())?;
+    if let Some(inherited) = inherited {
+        inherited.close_unclaimed();
+    }
     let (audit, audit_writer) = open_audit(&runtime.config)?;
     let tunnels = Arc::new(TunnelRegistry::new(
         runtime
@@ -158,6 +189,7 @@ pub(crate) fn serve(
         metrics,
         audit,
         traffic: TrafficRing::new(DEFAULT_TRAFFIC_CAPACITY),
+        stopping: AtomicBool::new(false),
     });
     let hash = runtime.config.short_hash().to_owned();
     let shared = Arc::new(Shared::new(
@@ -174,12 +206,14 @@ pub(crate) fn serve(
         env,
         fingerprint_key,
     ));
+    let conn_stats = Arc::new(ConnStats::default());
     let mut options = options;
     let server = build_server(
         &shared,
         reloader,
         listeners,
         tunnel_options,
+        &conn_stats,
         &options,
         extra,
     )?;
@@ -191,7 +225,7 @@ pub(crate) fn serve(
             .map_err(|e| StartError::Setup(format!("writing {}: {e}", path.display())))?;
     }
     tracing::info!(config = %hash, listeners = ?shared.listeners, "portcullis started");
-    run(server, &shared, audit_writer, options)
+    run(server, &shared, conn_stats, audit_writer, options)
 }
 
 /// The sockets of every listener, bound, and the addresses to report.
@@ -206,16 +240,21 @@ struct BoundListeners {
     report: portcullis_api::Listeners,
 }
 
-/// Binds every listener of the config, reporting every address that cannot be bound.
-fn bind_listeners(config: &Snapshot) -> Result<BoundListeners, StartError> {
+/// Binds (or takes over, in an upgrade) every listener of the config, reporting every address
+/// that cannot be bound.
+fn bind_listeners(
+    config: &Snapshot,
+    mut inherited: Option<&mut Inherited>,
+) -> Result<BoundListeners, StartError> {
     let mut errors = Vec::new();
-    let mut bind = |addr, what| match listener::bind(addr, what) {
-        Ok(bound) => Some(bound),
-        Err(e) => {
-            errors.push(e);
-            None
-        }
-    };
+    let mut bind =
+        |addr, what| match listener::bind_or_inherit(addr, what, inherited.as_deref_mut()) {
+            Ok(bound) => Some(bound),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        };
     let http: Vec<Bound> = config
         .server
         .listen
@@ -286,29 +325,54 @@ fn build_server(
     reloader: Arc<Reloader>,
     listeners: BoundListeners,
     tunnel_options: Option<portcullis_broker::ServerOptions>,
+    conn_stats: &Arc<ConnStats>,
     options: &ServeOptions,
     extra: Vec<ExtraService>,
 ) -> Result<Server, StartError> {
+    let config = shared.runtime.load_full();
+    let server_config = &config.config.server;
     let conf = ServerConf {
         threads: options.threads.max(1),
-        // The orchestrator decides when to exit (at once when idle); Pingora's own grace is a
-        // backstop a little longer than ours.
-        grace_period_seconds: Some(options.grace.as_secs() + 1),
+        // Pingora waits out the whole grace period before it drops the tasks still running
+        // (their requests are recorded as cut); the orchestrator exits as soon as nothing is
+        // left, so an idle gateway does not wait at all.
+        grace_period_seconds: Some(server_config.shutdown_grace.as_secs()),
         graceful_shutdown_timeout_seconds: Some(1),
+        upgrade_sock: server_config.upgrade_sock.to_string_lossy().into_owned(),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
     server.bootstrap();
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+    let mut proxy = pingora::proxy::http_proxy(
         &server.configuration,
         Gateway::new(
             Arc::clone(&shared.runtime),
             Arc::clone(&shared.recorders),
             Arc::clone(&shared.tunnels),
         ),
-        "portcullis proxy",
     );
+    proxy.server_options = Some(http_server_options(server_config));
+    proxy.h2_options = Some(h2_options(server_config));
+    let connections = shared.recorders.metrics.connections();
+    let limiter = ConnectionLimiter::new(
+        Arc::clone(&shared.runtime),
+        Arc::clone(conn_stats),
+        connections.clone(),
+    );
+    let mut proxy = pingora::services::listening::Service::new(
+        "portcullis proxy".to_owned(),
+        Guarded::new(
+            Arc::new(proxy),
+            limiter.clone(),
+            Arc::clone(conn_stats),
+            Arc::clone(&shared.runtime),
+            connections.header_timeouts.clone(),
+        ),
+    );
+    // Limits before TLS: in the accept loop, then (TLS listeners) before the handshake.
+    proxy.set_connection_filter(Arc::new(limiter.clone()));
+    proxy.endpoints().set_pre_tls_callback(Arc::new(limiter));
     let mut bound = Vec::new();
     for b in listeners.http {
         proxy.add_tcp(&b.pingora_addr());
@@ -374,10 +438,55 @@ fn build_server(
     Ok(server)
 }
 
+/// HTTP/1 options of the proxy. CONNECT is let through to the filters, which refuse it with
+/// a JSON 405 and an access line (Pingora's own refusal is a bare 405 nobody records).
+fn http_server_options(server: &portcullis_config::Server) -> HttpServerOptions {
+    let mut options = HttpServerOptions::default();
+    options.allow_connect_method_proxying = true;
+    // An HTTP/2 connection with no stream open is closed like an idle keep-alive connection.
+    // With keep-alive off (zero) it still gets a bound, the head deadline: Pingora reads `None`
+    // as "never", which would let a silent HTTP/2 connection (or a PING flood) stay forever.
+    options.h2_idle_timeout = Some(if server.keepalive_timeout.is_zero() {
+        server.request_header_timeout
+    } else {
+        server.keepalive_timeout
+    });
+    options
+}
+
+/// HTTP/2 limits: Pingora's bounded defaults, with the configured stream and header limits.
+fn h2_options(server: &portcullis_config::Server) -> H2Options {
+    let mut options = default_h2_options();
+    options.max_concurrent_streams(server.h2_max_concurrent_streams);
+    options
+        .max_header_list_size(u32::try_from(server.max_request_header_bytes).unwrap_or(u32::MAX));
+    options
+}
+
+/// Warns about routes whose total timeout is longer than the grace period: a request that
+/// uses all of it during a stop is cut.
+fn warn_about_grace(config: &Snapshot) {
+    let grace = config.server.shutdown_grace;
+    let longer: Vec<&str> = config
+        .routes
+        .iter()
+        .filter(|r| r.timeouts.total > grace)
+        .map(|r| r.name.as_str())
+        .collect();
+    if !longer.is_empty() {
+        tracing::warn!(
+            grace_seconds = grace.as_secs(),
+            routes = ?longer,
+            "these routes' total timeout is longer than server.shutdown_grace_seconds: their longest requests are cut by a graceful stop or upgrade"
+        );
+    }
+}
+
 /// Starts the audit writer and the shutdown orchestrator, then runs Pingora on this thread.
 fn run(
     server: Server,
     shared: &Shared,
+    conn_stats: Arc<ConnStats>,
     audit_writer: AuditWriter,
     options: ServeOptions,
 ) -> Result<std::convert::Infallible, StartError> {
@@ -397,8 +506,10 @@ fn run(
     let (events_tx, events) = std::sync::mpsc::channel();
     let orchestrator = shutdown::Orchestrator {
         events,
-        active_requests: shared.recorders.metrics.active_requests().clone(),
-        grace: options.grace,
+        phases: server.watch_execution_phase(),
+        recorders: Arc::clone(&shared.recorders),
+        connections: conn_stats,
+        grace: shared.runtime.load().config.server.shutdown_grace,
         stop_audit,
         audit_writer: Some(writer),
         flush_on_exit: options.flush_on_exit,

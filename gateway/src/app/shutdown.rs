@@ -1,33 +1,48 @@
 //! The order things stop in.
 //!
-//! On `SIGTERM` (or `SIGQUIT`, a graceful upgrade) Pingora stops accepting and lets keep-alive
-//! connections close after their current request. The gateway then waits until no request is
-//! in flight — every request has been answered *and* recorded — or the grace period is over,
-//! whichever comes first; an idle gateway exits at once. Only then is the audit writer told to
-//! stop: it writes what is queued, syncs the file, and the process exits. So a request that was
-//! in flight at the signal finishes with its audit line on disk. `SIGINT` skips the wait.
+//! On `SIGTERM`, or `SIGQUIT` (a graceful upgrade: Pingora first hands the listening sockets
+//! to the new process and keeps accepting for 5 s), Pingora stops accepting and lets every
+//! connection end after its current request. The gateway then waits until no connection is
+//! open and no request in flight — every request answered *and* recorded — which is at once
+//! when the gateway is idle. If that has not happened when `server.shutdown_grace_seconds`
+//! is over, Pingora drops the tasks still running; each request cut that way is recorded
+//! (access line, audit line `shutdown_cut`) as its context is dropped, and Pingora returns.
+//! Only then is the audit writer told to stop: it writes what is queued, syncs the file, and
+//! the process exits. So every request that reached the proxy has its audit line on disk.
+//! `SIGINT` skips the wait (requests in flight are cut and recorded the same way).
 
-use std::sync::mpsc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
-use prometheus::IntGauge;
-use tokio::sync::watch;
+use pingora::server::{ExecutionPhase, ShutdownSignal, ShutdownSignalWatch};
+use tokio::sync::{broadcast, watch};
 
-/// How often the drain wait looks at the number of requests in flight.
+use crate::conn::ConnStats;
+use crate::observe::Recorders;
+
+/// How often the drain looks at what is still open.
 const DRAIN_POLL: Duration = Duration::from_millis(10);
 
 /// The longest the audit writer gets to write what is queued and sync.
 const AUDIT_FLUSH_LIMIT: Duration = Duration::from_secs(10);
+
+/// How long Pingora may take to stop accepting after the signal: an upgrade sends the
+/// sockets (up to ~6 s of retries) and keeps accepting 5 s more.
+const STOP_ACCEPTING_LIMIT: Duration = Duration::from_secs(30);
+
+/// Past the grace period, how long Pingora may take to drop its tasks and return.
+const RUNTIME_STOP_LIMIT: Duration = Duration::from_secs(10);
 
 /// What the orchestrator hears.
 #[derive(Debug)]
 pub(super) enum Event {
     /// A shutdown signal arrived (Pingora acts on it too).
     Signal(ShutdownSignal),
-    /// Pingora's `run` returned.
+    /// Pingora's `run` returned: its runtimes are stopped, every task dropped.
     PingoraEnded,
 }
 
@@ -39,7 +54,9 @@ pub(super) struct SignalWatch {
 /// Stops everything in order; owns what must be flushed before the process exits.
 pub(super) struct Orchestrator {
     pub(super) events: mpsc::Receiver<Event>,
-    pub(super) active_requests: IntGauge,
+    pub(super) phases: broadcast::Receiver<ExecutionPhase>,
+    pub(super) recorders: Arc<Recorders>,
+    pub(super) connections: Arc<ConnStats>,
     pub(super) grace: Duration,
     pub(super) stop_audit: watch::Sender<bool>,
     pub(super) audit_writer: Option<JoinHandle<()>>,
@@ -61,10 +78,15 @@ impl ShutdownSignalWatch for SignalWatch {
             tracing::error!("cannot listen for shutdown signals; stop the gateway with SIGKILL");
             return std::future::pending().await;
         };
-        let (kind, told) = tokio::select! {
-            _ = quit.recv() => (ShutdownSignal::GracefulUpgrade, ShutdownSignal::GracefulUpgrade),
-            _ = terminate.recv() => (ShutdownSignal::GracefulTerminate, ShutdownSignal::GracefulTerminate),
-            _ = interrupt.recv() => (ShutdownSignal::FastShutdown, ShutdownSignal::FastShutdown),
+        let kind = tokio::select! {
+            _ = quit.recv() => ShutdownSignal::GracefulUpgrade,
+            _ = terminate.recv() => ShutdownSignal::GracefulTerminate,
+            _ = interrupt.recv() => ShutdownSignal::FastShutdown,
+        };
+        let told = match kind {
+            ShutdownSignal::GracefulUpgrade => ShutdownSignal::GracefulUpgrade,
+            ShutdownSignal::GracefulTerminate => ShutdownSignal::GracefulTerminate,
+            _ => ShutdownSignal::FastShutdown,
         };
         let _ = self.notify.send(Event::Signal(told));
         kind
@@ -75,42 +97,100 @@ impl ShutdownSignalWatch for SignalWatch {
 
 impl Orchestrator {
     /// Runs on its own thread: waits for a shutdown, drains, stops the audit writer, exits.
-    pub(super) fn run(self) -> ! {
+    pub(super) fn run(mut self) -> ! {
         match self.events.recv() {
             Ok(Event::Signal(
-                ShutdownSignal::GracefulTerminate | ShutdownSignal::GracefulUpgrade,
+                signal @ (ShutdownSignal::GracefulTerminate | ShutdownSignal::GracefulUpgrade),
             )) => {
+                self.recorders.stopping.store(true, Ordering::Release);
+                let upgrade = matches!(signal, ShutdownSignal::GracefulUpgrade);
+                tracing::info!(
+                    upgrade,
+                    grace_seconds = self.grace.as_secs(),
+                    "graceful shutdown"
+                );
                 self.drain();
             }
-            Ok(Event::Signal(ShutdownSignal::FastShutdown)) => {
+            Ok(Event::Signal(_)) => {
+                self.recorders.stopping.store(true, Ordering::Release);
                 tracing::info!("fast shutdown: requests in flight are cut");
+                // Pingora drops every task at once; wait for that, so the cut requests are
+                // recorded before the audit writer stops.
+                self.wait_for_pingora(Instant::now() + RUNTIME_STOP_LIMIT);
             }
             Ok(Event::PingoraEnded) | Err(_) => {}
         }
         self.exit()
     }
 
-    /// Waits until no request is in flight (seen twice in a row, so a request between reading
-    /// its head and starting is not missed) or the grace period is over.
-    fn drain(&self) {
-        let deadline = Instant::now() + self.grace;
-        let mut idle_checks = 0;
-        loop {
-            let active = self.active_requests.get();
-            idle_checks = if active == 0 { idle_checks + 1 } else { 0 };
-            if idle_checks >= 2 {
-                tracing::info!("graceful shutdown: no request in flight");
+    /// Waits until Pingora has stopped accepting, then until nothing is open or in flight
+    /// (seen twice in a row, so a request between reading its head and starting is not
+    /// missed), or until Pingora ends at the end of the grace period.
+    fn drain(&mut self) {
+        let stop_deadline = Instant::now() + STOP_ACCEPTING_LIMIT;
+        while !self.accepting_stopped() {
+            if self.pingora_ended(DRAIN_POLL) || Instant::now() >= stop_deadline {
                 return;
             }
-            if Instant::now() >= deadline {
+        }
+        let deadline = Instant::now() + self.grace + RUNTIME_STOP_LIMIT;
+        let mut idle_checks = 0;
+        loop {
+            let open = self.connections.open() + self.connections.unsettled();
+            let active = self.recorders.metrics.active_requests().get();
+            idle_checks = if open == 0 && active == 0 {
+                idle_checks + 1
+            } else {
+                0
+            };
+            if idle_checks >= 2 {
+                tracing::info!("graceful shutdown: no connection open, no request in flight");
+                return;
+            }
+            if self.pingora_ended(DRAIN_POLL) {
                 tracing::warn!(
-                    active,
+                    requests = active,
                     grace_seconds = self.grace.as_secs_f64(),
-                    "graceful shutdown: the grace period is over; cutting the requests still in flight"
+                    "graceful shutdown: the grace period is over; the requests still in flight were cut"
                 );
                 return;
             }
-            std::thread::sleep(DRAIN_POLL);
+            if Instant::now() >= deadline {
+                tracing::error!("graceful shutdown: Pingora did not stop in time; exiting anyway");
+                return;
+            }
+        }
+    }
+
+    /// Whether Pingora has broadcast the shutdown to its services (the listeners stop).
+    fn accepting_stopped(&mut self) -> bool {
+        loop {
+            match self.phases.try_recv() {
+                Ok(ExecutionPhase::ShutdownStarted)
+                | Ok(ExecutionPhase::ShutdownGracePeriod)
+                | Ok(ExecutionPhase::ShutdownRuntimes)
+                | Ok(ExecutionPhase::Terminated) => return true,
+                Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
+                Err(broadcast::error::TryRecvError::Empty) => return false,
+                // Pingora is gone: nothing accepts any more.
+                Err(broadcast::error::TryRecvError::Closed) => return true,
+            }
+        }
+    }
+
+    /// Waits up to `wait` for Pingora's `run` to return; true when it has.
+    fn pingora_ended(&self, wait: Duration) -> bool {
+        match self.events.recv_timeout(wait) {
+            Ok(Event::PingoraEnded) | Err(RecvTimeoutError::Disconnected) => true,
+            Ok(Event::Signal(_)) | Err(RecvTimeoutError::Timeout) => false,
+        }
+    }
+
+    fn wait_for_pingora(&self, deadline: Instant) {
+        while Instant::now() < deadline {
+            if self.pingora_ended(DRAIN_POLL) {
+                return;
+            }
         }
     }
 

@@ -86,6 +86,10 @@ struct RunArgs {
     /// The config file.
     #[arg(long, short, env = "PORTCULLIS_CONFIG")]
     config: Option<PathBuf>,
+    /// Graceful upgrade: take the listening sockets over from the gateway running now (on
+    /// `server.upgrade_sock`), which hands them over when it receives SIGQUIT and then drains.
+    #[arg(long)]
+    upgrade: bool,
     /// Listener overrides.
     #[command(flatten)]
     listen: ListenArgs,
@@ -142,6 +146,7 @@ pub(crate) fn main() -> ExitCode {
         None => run::run(
             RunArgs {
                 config: std::env::var_os("PORTCULLIS_CONFIG").map(PathBuf::from),
+                upgrade: false,
                 listen: ListenArgs {
                     listen: None,
                     admin_listen: None,
@@ -163,7 +168,7 @@ pub(crate) fn main() -> ExitCode {
 
 /// Logs go to stderr (or to `file`) through a non-blocking writer (a worker thread does the
 /// writing, so the access line costs a request no `write(2)`), with colours only on a
-/// terminal. The returned guard flushes what is buffered when dropped.
+/// terminal, every line escaped (`observe::escape`). The returned guard flushes what is buffered when dropped.
 fn init_logging(
     format: LogFormat,
     file: Option<std::fs::File>,
@@ -179,6 +184,9 @@ fn init_logging(
             tracing_appender::non_blocking(BufWriter::with_capacity(LOG_BUFFER, std::io::stderr()))
         }
     };
+    // Caller-derived text (paths, Pingora's own messages) never reaches the terminal or the
+    // log pipeline unescaped.
+    let writer = crate::observe::escape::SafeLines::new(writer, ansi);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)

@@ -28,7 +28,8 @@ pub(super) fn run(args: RunArgs, log_guard: WorkerGuard) -> ExitCode {
         listen: args.listen.listen,
         admin_listen: args.listen.admin_listen,
     };
-    let options = options(&args.listen, log_guard);
+    let mut options = options(&args.listen, log_guard);
+    options.upgrade = args.upgrade;
     match app::serve(source, Arc::new(ProcessEnv), overrides, options, Vec::new()) {
         Ok(never) => match never {},
         Err(e) => fail(e.to_string()),

@@ -10,7 +10,7 @@ use http::header::{CONTENT_LENGTH, HOST};
 use http::{HeaderValue, Method};
 use pingora::http::RequestHeader;
 use portcullis_allowlist::normalize_path;
-use portcullis_routes::Lookup;
+use portcullis_routes::{Lookup, MethodSet};
 
 use super::ctx::RequestCtx;
 use crate::outcome::ErrorCode;
@@ -18,6 +18,12 @@ use crate::upstream::egress::EGRESS_DOCUMENT_PATH;
 
 /// The longest caller-supplied `x-request-id` that is kept.
 const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Methods refused (405) unless the matched route lists them in `allowed_methods`, even on a
+/// route that allows every method: TRACE and TRACK make an upstream echo the request back —
+/// with the secret the gateway injected — and CONNECT asks for a tunnel, which a route is not.
+/// Compared without regard to case: some servers read methods that way.
+const EXPLICIT_ONLY: [&str; 3] = ["TRACE", "TRACK", "CONNECT"];
 
 /// What to do with a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,9 +48,14 @@ pub(super) fn admit(req: &RequestHeader, ctx: &mut RequestCtx) -> Admission {
         return Admission::EgressDocument;
     }
 
+    let explicit_only = EXPLICIT_ONLY
+        .iter()
+        .any(|m| req.method.as_str().eq_ignore_ascii_case(m));
+
     // Normalise before matching: what is matched is what is forwarded.
     let path = match normalize_path(req.uri.path()) {
         Ok(p) => p,
+        Err(_) if explicit_only => return Admission::Refuse(ErrorCode::MethodNotAllowed),
         Err(e) => {
             tracing::info!(request_id = %ctx.request_id, reason = %e, "path rejected");
             return Admission::Refuse(ErrorCode::PathDenied);
@@ -57,11 +68,19 @@ pub(super) fn admit(req: &RequestHeader, ctx: &mut RequestCtx) -> Admission {
         .or_else(|| req.uri.authority().map(|a| a.as_str()))
         .unwrap_or("");
     let route_id = match rt.config.table.lookup(host, &path, req.method.as_str()) {
-        Lookup::Matched(id) => id.0,
+        Lookup::Matched(id) => {
+            let listed = matches!(&rt.config.routes[id.0].methods, MethodSet::Only(listed) if listed.iter().any(|m| m == req.method.as_str()));
+            if explicit_only && !listed {
+                ctx.route = Some(id.0);
+                return Admission::Refuse(ErrorCode::MethodNotAllowed);
+            }
+            id.0
+        }
         Lookup::MethodNotAllowed(id) => {
             ctx.route = Some(id.0);
             return Admission::Refuse(ErrorCode::MethodNotAllowed);
         }
+        Lookup::NotFound if explicit_only => return Admission::Refuse(ErrorCode::MethodNotAllowed),
         Lookup::NotFound => return Admission::Refuse(ErrorCode::NoRoute),
     };
     ctx.route = Some(route_id);

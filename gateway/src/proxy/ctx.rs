@@ -4,10 +4,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use http::Method;
 use portcullis_broker::AgentSession;
-use prometheus::IntGauge;
 
 use crate::observe::audit::AuditSlot;
+use crate::observe::Recorders;
 use crate::outcome::{ErrorCode, TokenReason};
 use crate::runtime::{RouteRuntime, Runtime};
 use crate::tokens::exchange::CachedToken;
@@ -21,6 +22,11 @@ pub(crate) struct RequestCtx {
     /// Wall-clock arrival, for records.
     pub(crate) arrived: SystemTime,
     pub(crate) request_id: String,
+    /// The request's method, once its head is read.
+    pub(crate) method: Method,
+    /// The request's path with query parameter names only (`redact_query`), once its head is
+    /// read; empty before.
+    pub(crate) path: String,
     /// Index of the matched route in `runtime`.
     pub(crate) route: Option<usize>,
     /// Why the gateway refused or failed the request, once decided.
@@ -55,25 +61,29 @@ pub(crate) struct RequestCtx {
     pub(crate) bytes_out: u64,
     /// Room reserved in the audit queue for this request's line (fail-closed policy).
     pub(crate) audit_slot: Option<AuditSlot>,
-    /// Counts the request in `portcullis_active_requests` until the context is dropped, which
-    /// is after `logging`: a graceful shutdown that waits for zero has every line queued.
-    _active: ActiveRequest,
+    /// Whether the request's outcome was recorded (`logging`). A context dropped without it
+    /// is a request cut short — by the end of a graceful stop, or a panic — and is recorded
+    /// as such when dropped.
+    pub(crate) recorded: bool,
+    /// Where the outcome goes; also counts the request in `portcullis_active_requests` until
+    /// the context is dropped, which is after `logging`: a graceful shutdown that waits for
+    /// zero has every line queued.
+    pub(crate) recorders: Arc<Recorders>,
 }
-
-/// A request in `portcullis_active_requests` for as long as it lives.
-struct ActiveRequest(IntGauge);
 
 // === impl RequestCtx ===
 
 impl RequestCtx {
     /// The context of a request that just arrived.
-    pub(crate) fn new(runtime: Arc<Runtime>, active_requests: &IntGauge) -> Self {
-        active_requests.inc();
+    pub(crate) fn new(runtime: Arc<Runtime>, recorders: &Arc<Recorders>) -> Self {
+        recorders.metrics.active_requests().inc();
         Self {
             runtime,
             started: Instant::now(),
             arrived: SystemTime::now(),
             request_id: String::new(),
+            method: Method::GET,
+            path: String::new(),
             route: None,
             denial: None,
             token_reason: None,
@@ -94,7 +104,8 @@ impl RequestCtx {
             upstream_status: None,
             bytes_out: 0,
             audit_slot: None,
-            _active: ActiveRequest(active_requests.clone()),
+            recorded: false,
+            recorders: Arc::clone(recorders),
         }
     }
 
@@ -105,10 +116,11 @@ impl RequestCtx {
     }
 }
 
-// === impl ActiveRequest ===
-
-impl Drop for ActiveRequest {
+impl Drop for RequestCtx {
     fn drop(&mut self) {
-        self.0.dec();
+        if !self.recorded && !self.path.is_empty() {
+            super::finish::record_cut(self);
+        }
+        self.recorders.metrics.active_requests().dec();
     }
 }

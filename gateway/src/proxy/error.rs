@@ -33,8 +33,9 @@ pub(super) async fn respond(session: &mut Session, ctx: &mut RequestCtx, code: E
             let _ = resp.insert_header("allow", methods.join(", "));
         }
     }
-    // The request body (if any) was not read: the connection cannot be reused safely.
-    if !session.is_body_empty() {
+    // The request body (if any) was not read: the connection cannot be reused safely. Nor
+    // after a refused CONNECT: the client may already be sending what it meant to tunnel.
+    if !session.is_body_empty() || session.req_header().method == Method::CONNECT {
         session.set_keepalive(None);
     }
     let head_only = session.req_header().method == Method::HEAD;

@@ -1,7 +1,9 @@
 //! The end of a request: what it ended as (status, refusal, or a response the upstream cut),
 //! recorded once and handed to metrics, secret usage, the audit log, the traffic ring and the
-//! access log.
+//! access log. A request that never reaches `logging` (cut at the end of a graceful stop's
+//! grace period, when Pingora drops its task) is recorded from its context's `Drop` instead.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use pingora::proxy::Session;
@@ -13,10 +15,23 @@ use crate::observe::audit::AuditEvent;
 use crate::observe::metrics::Answer;
 use crate::observe::record::{redact_query, RequestRecord, Upstream};
 use crate::observe::{access, Recorders};
+use crate::outcome::ErrorCode;
 
 /// The `denial` of a response the upstream (or the total timeout) cut after its head had gone
 /// out: the caller saw a status, then a truncated body.
 pub(super) const UPSTREAM_ABORTED: &str = "upstream_aborted";
+
+/// The `denial` of a request still in flight when a graceful stop's grace period ended.
+pub(super) const SHUTDOWN_CUT: &str = "shutdown_cut";
+
+/// How a request ended, for [`emit`].
+struct Ending<'a> {
+    status: u16,
+    aborted: bool,
+    /// Overrides the denial code (a cut request).
+    cut: Option<&'static str>,
+    error: Option<&'a Error>,
+}
 
 /// Records the request's outcome everywhere.
 pub(super) fn record(
@@ -25,8 +40,11 @@ pub(super) fn record(
     e: Option<&Error>,
     ctx: &mut RequestCtx,
 ) {
-    let rt = Arc::clone(&ctx.runtime);
-    let state = ctx.route.map(|i| &rt.routes[i]);
+    if ctx.path.is_empty() {
+        let req = session.req_header();
+        ctx.method = req.method.clone();
+        ctx.path = redact_query(req.uri.path(), req.uri.query());
+    }
     let status = if ctx.status != 0 {
         ctx.status
     } else {
@@ -36,8 +54,52 @@ pub(super) fn record(
     let aborted = ctx.denial.is_none()
         && status != 0
         && e.is_some_and(|e| e.esource() != &ErrorSource::Downstream);
+    emit(
+        recorders,
+        ctx,
+        Ending {
+            status,
+            aborted,
+            cut: None,
+            error: e,
+        },
+    );
+}
+
+/// Records a request whose task was dropped before `logging`: `shutdown_cut` while the process
+/// is stopping, `internal` otherwise (a panic).
+pub(super) fn record_cut(ctx: &mut RequestCtx) {
+    let recorders = Arc::clone(&ctx.recorders);
+    let cut = if recorders.stopping.load(Ordering::Acquire) {
+        SHUTDOWN_CUT
+    } else {
+        ErrorCode::Internal.as_str()
+    };
+    tracing::warn!(request_id = %ctx.request_id, cut, "request cut before it ended");
+    let status = ctx.status;
+    emit(
+        &recorders,
+        ctx,
+        Ending {
+            status,
+            aborted: true,
+            cut: Some(cut),
+            error: None,
+        },
+    );
+}
+
+fn emit(recorders: &Recorders, ctx: &mut RequestCtx, ending: Ending<'_>) {
+    ctx.recorded = true;
+    let Ending {
+        status,
+        aborted,
+        cut,
+        error: e,
+    } = ending;
+    let rt = Arc::clone(&ctx.runtime);
+    let state = ctx.route.map(|i| &rt.routes[i]);
     let duration = ctx.started.elapsed();
-    let req = session.req_header();
 
     if rt.config.metrics_enabled {
         let metrics = state.map_or(recorders.metrics.unrouted(), |s| &s.metrics);
@@ -46,7 +108,7 @@ pub(super) fn record(
         } else {
             Answer::Status(status)
         };
-        metrics.observe(&req.method, answer, duration);
+        metrics.observe(&ctx.method, answer, duration);
         if let Some(code) = ctx.denial {
             metrics.denied(code);
         }
@@ -63,18 +125,19 @@ pub(super) fn record(
         }
     }
 
-    let denial = match ctx.denial {
-        Some(code) => Some(code.as_str()),
-        None if aborted => Some(UPSTREAM_ABORTED),
-        None => None,
+    let denial = match (cut, ctx.denial) {
+        (Some(cut), _) => Some(cut),
+        (None, Some(code)) => Some(code.as_str()),
+        (None, None) if aborted => Some(UPSTREAM_ABORTED),
+        (None, None) => None,
     };
     let record = Arc::new(RequestRecord {
         time: ctx.arrived,
         request_id: std::mem::take(&mut ctx.request_id),
         tenant: state.map(|s| Arc::clone(&s.tenant)),
         route: state.map(|s| Arc::clone(&s.name)),
-        method: req.method.clone(),
-        path: redact_query(req.uri.path(), req.uri.query()),
+        method: ctx.method.clone(),
+        path: std::mem::take(&mut ctx.path),
         status,
         denial,
         duration,

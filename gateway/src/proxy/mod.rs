@@ -23,6 +23,7 @@ use pingora::{Error, ErrorType, Result};
 
 use self::admit::Admission;
 use self::ctx::RequestCtx;
+use crate::conn::GuardedStream;
 use crate::observe::audit::ForwardRecord;
 use crate::observe::record::redact_query;
 use crate::observe::Recorders;
@@ -129,10 +130,30 @@ impl ProxyHttp for Gateway {
 
     fn new_ctx(&self) -> RequestCtx {
         // The one arc-swap load of this request.
-        RequestCtx::new(
-            self.runtime.load_full(),
-            self.recorders.metrics.active_requests(),
-        )
+        RequestCtx::new(self.runtime.load_full(), &self.recorders)
+    }
+
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let downstream = &mut session.downstream_session;
+        // The head is in: the connection's head deadline stops here (HTTP/1).
+        if let Some(stream) = GuardedStream::of(downstream) {
+            stream.head_received();
+        }
+        // Keep-alive as configured, never turned back on once Pingora turned it off (a stop).
+        if downstream.get_keepalive().is_some() {
+            let keepalive = ctx.runtime.config.server.keepalive_timeout;
+            downstream.set_keepalive(
+                (!keepalive.is_zero()).then(|| keepalive.as_millis().div_ceil(1000) as u64),
+            );
+        }
+        let req = downstream.req_header();
+        ctx.method = req.method.clone();
+        ctx.path = redact_query(req.uri.path(), req.uri.query());
+        Ok(())
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
@@ -311,6 +332,19 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    /// What Pingora appends to its own error lines about a request: the method, the request id
+    /// and the path without its query — no query value, no `Host` (Pingora's default has both).
+    fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {
+        let path = if ctx.path.is_empty() {
+            session.req_header().uri.path()
+        } else {
+            ctx.path
+                .split_once('?')
+                .map_or(ctx.path.as_str(), |(p, _)| p)
+        };
+        format!("{} {path} request_id={}", ctx.method, ctx.request_id)
+    }
+
     fn suppress_proxy_warn_log(
         &self,
         _session: &Session,
@@ -332,5 +366,17 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         finish::record(&self.recorders, session, e, ctx);
+        let downstream = &mut session.downstream_session;
+        if GuardedStream::of(downstream).is_some() {
+            if downstream.is_body_done() {
+                if let Some(stream) = GuardedStream::of(downstream) {
+                    stream.request_done();
+                }
+            } else {
+                // Pingora would read the rest of the body before the next head, and those
+                // bytes would start the next head's deadline: close instead.
+                downstream.set_keepalive(None);
+            }
+        }
     }
 }

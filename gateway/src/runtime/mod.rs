@@ -570,3 +570,36 @@ fn check_tls_files(cert: &Path, key: &Path) -> Result<(), String> {
     })?;
     Ok(())
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    use super::*;
+    use crate::secrets::{FingerprintKey, SecretUsageRegistry};
+
+    /// A runtime for unit tests: the config with no tenant and no route, its `[server]`
+    /// section changed by `edit`.
+    pub(crate) fn runtime_with_server(
+        edit: impl FnOnce(&mut portcullis_config::Server),
+    ) -> SharedRuntime {
+        let mut snapshot = portcullis_config::compile(Path::new("test.toml"), "")
+            .expect("the empty config is valid");
+        edit(&mut snapshot.server);
+        let env: HashMap<String, String> = HashMap::new();
+        let metrics = Metrics::new("test");
+        let built = Runtime::build(
+            snapshot,
+            &BuildContext {
+                env: &env,
+                fingerprint_key: &FingerprintKey::random(),
+                metrics: &metrics,
+                usage: &SecretUsageRegistry::default(),
+                previous: None,
+            },
+        )
+        .expect("a runtime without routes builds");
+        Arc::new(ArcSwap::from_pointee(built.runtime))
+    }
+}

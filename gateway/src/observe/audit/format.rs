@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::AuditEvent;
 use crate::clock::rfc3339_millis;
+use crate::observe::escape::to_safe_json;
 use crate::observe::record::redact_query;
 
 /// The `prev` of the first line of a new chain.
@@ -104,7 +105,7 @@ pub(super) fn encode_line(
                 bytes_out: r.bytes_out,
                 prev,
             };
-            serde_json::to_writer(&mut *out, &line)?;
+            to_safe_json(&mut *out, &line)?;
         }
         AuditEvent::Forward(f, _) => {
             let time = rfc3339_millis(f.time);
@@ -121,7 +122,7 @@ pub(super) fn encode_line(
                 client_ip: f.client_ip,
                 prev,
             };
-            serde_json::to_writer(&mut *out, &line)?;
+            to_safe_json(&mut *out, &line)?;
         }
         AuditEvent::Admin(a) => {
             let time = rfc3339_millis(a.time);
@@ -134,7 +135,7 @@ pub(super) fn encode_line(
                 detail: &a.detail,
                 prev,
             };
-            serde_json::to_writer(&mut *out, &line)?;
+            to_safe_json(&mut *out, &line)?;
         }
     }
     // Reopen the object to append the hash of everything before it.

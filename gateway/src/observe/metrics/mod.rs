@@ -45,6 +45,20 @@ pub(crate) const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
 /// (tenant, route).
 type RouteKey = (Box<str>, Box<str>);
 
+/// What the connection layer (`conn`) counts: connections open, refused, and cut for being
+/// too slow to send a request head. Cheap to clone (each is a shared handle).
+#[derive(Clone)]
+pub(crate) struct ConnectionMetrics {
+    /// `portcullis_active_connections`.
+    pub(crate) active: IntGauge,
+    /// `portcullis_connections_rejected_total{reason="max_connections"}`.
+    pub(crate) rejected_total: IntCounter,
+    /// `portcullis_connections_rejected_total{reason="max_connections_per_ip"}`.
+    pub(crate) rejected_per_ip: IntCounter,
+    /// `portcullis_request_header_timeouts_total`.
+    pub(crate) header_timeouts: IntCounter,
+}
+
 /// The process's metrics: one per process, `Arc`-shared, surviving config reloads.
 pub(crate) struct Metrics {
     registry: Registry,
@@ -66,6 +80,7 @@ pub(crate) struct Metrics {
     audit_dropped: IntCounter,
     audit_written: IntCounter,
     tunnels: TunnelMetrics,
+    connections: ConnectionMetrics,
 }
 
 // === impl Metrics ===
@@ -173,6 +188,37 @@ impl Metrics {
             IntCounter::new("portcullis_audit_lines_total", "Audit lines written."),
         );
         let tunnels = TunnelMetrics::register(&registry);
+        let active_connections = register(
+            &registry,
+            IntGauge::new(
+                "portcullis_active_connections",
+                "Connections open on the public listeners (TLS handshakes included).",
+            ),
+        );
+        let rejected = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "portcullis_connections_rejected_total",
+                    "Connections closed at accept, before TLS, by the limit they would exceed.",
+                ),
+                &["reason"],
+            ),
+        );
+        let header_timeouts = register(
+            &registry,
+            IntCounter::new(
+                "portcullis_request_header_timeouts_total",
+                "Connections closed because a request line and headers did not arrive within server.request_header_timeout_ms.",
+            ),
+        );
+        let connections = ConnectionMetrics {
+            active: active_connections,
+            // Both reasons exist from the start, so `increase()` sees the first rejection.
+            rejected_total: rejected.with_label_values(&["max_connections"]),
+            rejected_per_ip: rejected.with_label_values(&["max_connections_per_ip"]),
+            header_timeouts,
+        };
 
         Metrics {
             registry,
@@ -191,6 +237,7 @@ impl Metrics {
             audit_dropped,
             audit_written,
             tunnels,
+            connections,
         }
     }
 
@@ -341,6 +388,11 @@ impl Metrics {
     /// The broker tunnel families (`portcullis_tunnel_*`, `portcullis_tcp_route_*`).
     pub(crate) fn tunnels(&self) -> &TunnelMetrics {
         &self.tunnels
+    }
+
+    /// The connection layer's metrics.
+    pub(crate) fn connections(&self) -> &ConnectionMetrics {
+        &self.connections
     }
 }
 
