@@ -31,24 +31,46 @@ pub(crate) fn unix_seconds(at: SystemTime) -> f64 {
 pub(crate) fn rfc3339_millis(at: SystemTime) -> String {
     const EPOCH: &str = "1970-01-01T00:00:00.000Z";
     let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let Some(t) = i64::try_from(since.as_secs())
+    let mut out = *b"0000-00-00T00:00:00.000Z";
+    if !put_date_time(&mut out, since.as_secs()) {
+        return EPOCH.to_owned();
+    }
+    put_digits(&mut out[20..23], since.subsec_millis());
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// RFC 3339 in UTC with microseconds, `2026-11-23T19:04:05.123456Z`, exactly as
+/// `tracing_subscriber`'s default timer writes it; `None` before the epoch or after year 9999
+/// (where that timer's text differs).
+pub(crate) fn rfc3339_micros(at: SystemTime) -> Option<[u8; 27]> {
+    let since = at.duration_since(UNIX_EPOCH).ok()?;
+    let mut out = *b"0000-00-00T00:00:00.000000Z";
+    if !put_date_time(&mut out, since.as_secs()) {
+        return None;
+    }
+    put_digits(&mut out[20..26], since.subsec_micros());
+    Some(out)
+}
+
+/// Writes `YYYY-MM-DDTHH:MM:SS` of `secs` after the epoch into the first 19 bytes of `out`;
+/// false when `time` cannot represent it (past year 9999).
+fn put_date_time(out: &mut [u8], secs: u64) -> bool {
+    let Some(t) = i64::try_from(secs)
         .ok()
         .and_then(|secs| OffsetDateTime::from_unix_timestamp(secs).ok())
     else {
-        return EPOCH.to_owned();
+        return false;
     };
     let Ok(year) = u32::try_from(t.year()) else {
-        return EPOCH.to_owned();
+        return false;
     };
-    let mut out = *b"0000-00-00T00:00:00.000Z";
     put_digits(&mut out[0..4], year);
     put_digits(&mut out[5..7], u32::from(u8::from(t.month())));
     put_digits(&mut out[8..10], u32::from(t.day()));
     put_digits(&mut out[11..13], u32::from(t.hour()));
     put_digits(&mut out[14..16], u32::from(t.minute()));
     put_digits(&mut out[17..19], u32::from(t.second()));
-    put_digits(&mut out[20..23], since.subsec_millis());
-    String::from_utf8_lossy(&out).into_owned()
+    true
 }
 
 /// Writes `value`'s last `out.len()` decimal digits into `out`, zero-padded.
@@ -83,6 +105,17 @@ mod tests {
         // Beyond what `time` represents: the epoch, as before.
         let beyond = UNIX_EPOCH + Duration::from_secs(253_402_300_800);
         assert_eq!(rfc3339_millis(beyond), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn log_times_match_tracing_subscribers_timer() {
+        let at = UNIX_EPOCH + Duration::from_nanos(1_795_460_645_123_456_789);
+        let text = rfc3339_micros(at).map(|b| String::from_utf8_lossy(&b).into_owned());
+        assert_eq!(text.as_deref(), Some("2026-11-23T19:04:05.123456Z"));
+        let whole = UNIX_EPOCH + Duration::from_secs(951_782_400);
+        let text = rfc3339_micros(whole).map(|b| String::from_utf8_lossy(&b).into_owned());
+        assert_eq!(text.as_deref(), Some("2000-02-29T00:00:00.000000Z"));
+        assert_eq!(rfc3339_micros(UNIX_EPOCH - Duration::from_secs(1)), None);
     }
 
     #[test]
