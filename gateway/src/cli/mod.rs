@@ -190,6 +190,7 @@ fn init_logging(
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
+        .with_timer(LogTime)
         .with_writer(writer);
     // `try_init` also installs the `log` bridge, so Pingora's records arrive as tracing events.
     let _ = match format {
@@ -197,4 +198,22 @@ fn init_logging(
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
     guard
+}
+
+/// The log lines' timestamp: the same text as `tracing_subscriber`'s default timer
+/// (`2026-11-23T19:04:05.123456Z`), written digit by digit instead of through eight `{:02}`
+/// format calls (~2,000 instructions a line, and there is an access line per request).
+struct LogTime;
+
+// === impl LogTime ===
+
+impl tracing_subscriber::fmt::time::FormatTime for LogTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        let now = std::time::SystemTime::now();
+        match crate::clock::rfc3339_micros(now) {
+            // The buffer holds only ASCII digits and punctuation.
+            Some(text) => w.write_str(std::str::from_utf8(&text).map_err(|_| std::fmt::Error)?),
+            None => tracing_subscriber::fmt::time::SystemTime.format_time(w),
+        }
+    }
 }

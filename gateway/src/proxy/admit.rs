@@ -159,7 +159,11 @@ pub(super) fn request_id(req: &RequestHeader) -> String {
             return String::from_utf8_lossy(b).into_owned();
         }
     }
-    format!("{:032x}", rand::random::<u128>())
+    // 32 lowercase hex digits, as `format!("{:032x}")` would write them, without the formatter.
+    let mut hex = [0u8; 32];
+    // The buffer is exactly twice the input's length, so encoding cannot fail.
+    let _ = hex::encode_to_slice(rand::random::<u128>().to_be_bytes(), &mut hex);
+    String::from_utf8_lossy(&hex).into_owned()
 }
 
 /// The size of the request head as the header limit counts it.

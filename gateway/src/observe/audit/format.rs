@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use super::AuditEvent;
 use crate::clock::rfc3339_millis;
 use crate::observe::escape::to_safe_json;
-use crate::observe::record::redact_query;
+use crate::observe::record::{redact_query, Upstream};
 
 /// The `prev` of the first line of a new chain.
 pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -42,7 +42,7 @@ struct RequestLine<'a> {
     duration_ms: f64,
     client_ip: Option<IpAddr>,
     egress: Option<IpAddr>,
-    upstream: Option<String>,
+    upstream: Option<AsText<'a, Upstream>>,
     bytes_in: u64,
     bytes_out: u64,
     prev: &'a str,
@@ -73,6 +73,15 @@ struct ForwardLine<'a> {
     prev: &'a str,
 }
 
+/// A field written as its `Display` text (a JSON string), straight into the line.
+struct AsText<'a, T>(&'a T);
+
+impl<T: std::fmt::Display> Serialize for AsText<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self.0)
+    }
+}
+
 /// Appends one line (with its newline) to `out` and returns its hash.
 pub(super) fn encode_line(
     out: &mut Vec<u8>,
@@ -85,7 +94,6 @@ pub(super) fn encode_line(
         AuditEvent::Request(r) => {
             let time = rfc3339_millis(r.time);
             let path = redact_path(&r.path);
-            let upstream = r.upstream.as_ref().map(ToString::to_string);
             let line = RequestLine {
                 seq,
                 time: &time,
@@ -100,7 +108,7 @@ pub(super) fn encode_line(
                 duration_ms: r.duration.as_micros() as f64 / 1000.0,
                 client_ip: r.client_ip,
                 egress: r.egress,
-                upstream,
+                upstream: r.upstream.as_ref().map(AsText),
                 bytes_in: r.bytes_in,
                 bytes_out: r.bytes_out,
                 prev,
@@ -157,7 +165,10 @@ pub(super) fn line_hash(prev: &str, body: &[u8]) -> String {
     hasher.update(prev.as_bytes());
     hasher.update(b"\n");
     hasher.update(body);
-    hex::encode(hasher.finalize())
+    let mut text = [0u8; 64];
+    // 64 bytes for a 32-byte digest: encoding cannot fail.
+    let _ = hex::encode_to_slice(hasher.finalize(), &mut text);
+    String::from_utf8_lossy(&text).into_owned()
 }
 
 pub(super) fn is_hash(s: &str) -> bool {
