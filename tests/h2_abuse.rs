@@ -283,7 +283,12 @@ async fn during<F: std::future::Future>(
         let stop = Arc::clone(&stop);
         async move {
             let mut latencies = Vec::new();
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) && latencies.len() < 2000 {
+            // At least one request, even when the attack is over before the first could be
+            // sent (a CONTINUATION flood is cut within milliseconds; on a loaded machine the
+            // prober's first connection can take longer than that).
+            while latencies.is_empty()
+                || (!stop.load(std::sync::atomic::Ordering::Relaxed) && latencies.len() < 2000)
+            {
                 let started = Instant::now();
                 let resp = client().get(&url).send().await.unwrap();
                 assert_eq!(
