@@ -601,8 +601,9 @@ async fn killing_the_agent_fails_its_request_at_once_then_the_tunnel_is_reconnec
     let waited = answered.duration_since(killed);
     assert_eq!(status, 502, "{body}");
     assert_eq!(json(&body)["error"], "tunnel_disconnected");
+    eprintln!("the caller had its 502 {waited:?} after the agent was killed");
     assert!(
-        waited < Duration::from_secs(2),
+        waited < Duration::from_secs(1),
         "the caller waited {waited:?} after the agent died"
     );
 

@@ -1,5 +1,5 @@
-//! Per-route accept rules: which methods, paths and query parameters a route lets through,
-//! in the spirit of Snyk Broker's `accept.json`.
+//! Per-route accept rules: which methods, paths, query parameters and (for the broker agent)
+//! request headers a route lets through, in the spirit of Snyk Broker's `accept.json`.
 //!
 //! Rules match the *normalised* path (see [`normalize_path`](crate::path::normalize_path)),
 //! so a glob never has to anticipate `//`, `.` segments or escapes of unreserved characters.
@@ -13,7 +13,7 @@ use percent_encoding::percent_decode_str;
 #[cfg(test)]
 mod tests;
 
-/// One accept rule: a request matches when its method, path and query all do.
+/// One accept rule: a request matches when its method, path, query and headers all do.
 #[derive(Debug, Clone)]
 pub struct AcceptRule {
     /// Uppercase method names; `None` accepts any method.
@@ -21,6 +21,8 @@ pub struct AcceptRule {
     path: GlobMatcher,
     /// `(decoded name, value glob)` pairs that must all be satisfied.
     query: Vec<(String, GlobMatcher)>,
+    /// `(lowercase header name, value glob)` pairs that must all be satisfied.
+    headers: Vec<(String, GlobMatcher)>,
 }
 
 /// An ordered list of accept rules; a request is accepted when any rule matches it.
@@ -70,7 +72,24 @@ pub enum AcceptError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A header name that is not an HTTP token.
+    #[error("invalid header name '{0}': expected a token like X-Project")]
+    InvalidHeaderName(String),
+    /// A header value glob that does not parse.
+    #[error("invalid glob '{glob}' for header '{name}': {reason}")]
+    InvalidHeaderGlob {
+        /// The header name.
+        name: String,
+        /// The value glob as written.
+        glob: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
+
+/// A request's headers as a rule with header conditions sees them: `(name, value)` pairs, names
+/// in any case, one pair per field line (a repeated header appears several times).
+pub type RequestHeaders<'a> = [(&'a str, &'a [u8])];
 
 // === impl AcceptRule ===
 
@@ -111,7 +130,30 @@ impl AcceptRule {
             methods,
             path,
             query,
+            headers: Vec::new(),
         })
+    }
+
+    /// The same rule, also requiring request headers: `(name, value glob)` pairs. Each header
+    /// must be present, and every field line of it must have a value matching the glob (so a
+    /// second `X-Project` line cannot smuggle another value past the rule). Names are
+    /// case-insensitive; values are matched as sent (UTF-8 only), `*` matches any text.
+    ///
+    /// A rule with header conditions only matches through [`AcceptRule::matches_with_headers`]
+    /// / [`AcceptRules::check_with_headers`]; without headers to look at it matches nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`AcceptError`] naming the bad header name or glob.
+    pub fn with_headers(
+        mut self,
+        headers: &[(impl AsRef<str>, impl AsRef<str>)],
+    ) -> Result<AcceptRule, AcceptError> {
+        self.headers = headers
+            .iter()
+            .map(|(name, glob)| compile_header(name.as_ref(), glob.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(self)
     }
 
     /// A rule for any method and any query: just a path glob.
@@ -137,12 +179,27 @@ impl AcceptRule {
     /// [`normalize_path`](crate::path::normalize_path); `query` is the raw query string
     /// without its `?`.
     pub fn matches(&self, method: &str, normalized_path: &str, query: Option<&str>) -> bool {
+        self.matches_with_headers(method, normalized_path, query, &[])
+    }
+
+    /// [`AcceptRule::matches`], also checking the rule's header conditions against `headers`.
+    pub fn matches_with_headers(
+        &self,
+        method: &str,
+        normalized_path: &str,
+        query: Option<&str>,
+        headers: &RequestHeaders<'_>,
+    ) -> bool {
         self.method_matches(method)
             && self.path.is_match(normalized_path)
             && self
                 .query
                 .iter()
                 .all(|(name, glob)| query_matches(query.unwrap_or(""), name, glob))
+            && self
+                .headers
+                .iter()
+                .all(|(name, glob)| header_matches(headers, name, glob))
     }
 
     fn method_matches(&self, method: &str) -> bool {
@@ -184,11 +241,27 @@ impl AcceptRules {
         normalized_path: &str,
         query: Option<&str>,
     ) -> Result<(), AcceptDenied> {
+        self.check_with_headers(method, normalized_path, query, &[])
+    }
+
+    /// [`AcceptRules::check`], also checking header conditions against the request's
+    /// `headers`.
+    ///
+    /// # Errors
+    ///
+    /// [`AcceptDenied`] naming the method and path when rules exist and none matches.
+    pub fn check_with_headers(
+        &self,
+        method: &str,
+        normalized_path: &str,
+        query: Option<&str>,
+        headers: &RequestHeaders<'_>,
+    ) -> Result<(), AcceptDenied> {
         if self.rules.is_empty()
             || self
                 .rules
                 .iter()
-                .any(|rule| rule.matches(method, normalized_path, query))
+                .any(|rule| rule.matches_with_headers(method, normalized_path, query, headers))
         {
             return Ok(());
         }
@@ -271,6 +344,39 @@ fn compile_query(name: &str, glob: &str) -> Result<(String, GlobMatcher), Accept
         })?
         .compile_matcher();
     Ok((name.to_owned(), matcher))
+}
+
+fn compile_header(name: &str, glob: &str) -> Result<(String, GlobMatcher), AcceptError> {
+    if name.is_empty() || !name.bytes().all(is_tchar) {
+        return Err(AcceptError::InvalidHeaderName(name.to_owned()));
+    }
+    let matcher = GlobBuilder::new(glob)
+        .literal_separator(false)
+        .backslash_escape(true)
+        .build()
+        .map_err(|e| AcceptError::InvalidHeaderGlob {
+            name: name.to_owned(),
+            glob: glob.to_owned(),
+            reason: e.kind().to_string(),
+        })?
+        .compile_matcher();
+    Ok((name.to_ascii_lowercase(), matcher))
+}
+
+/// True when header `name` (lowercase) occurs in `headers` and every field line's value
+/// matches `glob`. A value that is not UTF-8 fails the rule.
+fn header_matches(headers: &RequestHeaders<'_>, name: &str, glob: &GlobMatcher) -> bool {
+    let mut seen = false;
+    for (key, value) in headers {
+        if !key.eq_ignore_ascii_case(name) {
+            continue;
+        }
+        match std::str::from_utf8(value) {
+            Ok(value) if glob.is_match(value) => seen = true,
+            _ => return false,
+        }
+    }
+    seen
 }
 
 /// True when `name` occurs in `query` and every occurrence's value matches `glob`.

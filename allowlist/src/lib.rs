@@ -19,7 +19,7 @@ pub mod cidr;
 pub mod destination;
 pub mod path;
 
-pub use accept::{AcceptDenied, AcceptError, AcceptRule, AcceptRules};
+pub use accept::{AcceptDenied, AcceptError, AcceptRule, AcceptRules, RequestHeaders};
 pub use cidr::{CidrError, CidrSet};
 pub use destination::{classify, DeniedClass, DestinationDenied, DestinationGuard};
 pub use path::{normalize_path, PathError};

@@ -44,6 +44,10 @@ methods = ["GET"]
 path = "/search"
 query = {{ project = "acme-*" }}
 [[origins.accept]]
+methods = ["GET"]
+path = "/reports/**"
+headers = {{ X-Project = "acme-*" }}
+[[origins.accept]]
 methods = ["POST"]
 path = "/upload"
 [[origins.accept]]
@@ -236,9 +240,27 @@ async fn the_agent_denies_what_its_rules_do_not_allow() {
             "rules are not revealed: {body}"
         );
     }
-    // Query conditions let the matching request through; the dot segment is normalised.
+    // Header conditions: the header must be there, and every line of it must match.
+    let header_cases: [&[&str]; 3] = [&[], &["globex"], &["acme-1", "evil"]];
+    for values in header_cases {
+        let mut req = Request::get("/reports/weekly").header("host", "sonar");
+        for value in values {
+            req = req.header("x-project", *value);
+        }
+        let resp = request(&session, req.body(Full::new(Bytes::new())).unwrap()).await;
+        assert_eq!(resp.status(), 403, "x-project {values:?}");
+        assert_eq!(body_json(resp).await["reason"], "not_accepted");
+    }
+    // Query and header conditions let the matching request through; the dot segment is
+    // normalised.
     let resp = request(&session, get("SONAR:80", "/search?project=acme-7")).await;
     assert_eq!(resp.status(), 200);
+    let req = Request::get("/reports/weekly")
+        .header("host", "sonar")
+        .header("X-Project", "acme-web")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(request(&session, req).await.status(), 200);
     let resp = request(&session, get("sonar", "/api/./a//b")).await;
     assert_eq!(body_json(resp).await["uri"], "/api/a/b");
     let received: Vec<String> = s
@@ -250,7 +272,7 @@ async fn the_agent_denies_what_its_rules_do_not_allow() {
         .collect();
     assert_eq!(
         received,
-        ["/search?project=acme-7", "/api/a/b"],
+        ["/search?project=acme-7", "/reports/weekly", "/api/a/b"],
         "nothing denied reached the origin"
     );
     let line = s

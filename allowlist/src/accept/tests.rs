@@ -344,3 +344,63 @@ proptest! {
         let _ = r.matches("GET", "/s", Some(&query));
     }
 }
+
+fn with_headers(headers: &[(&str, &str)]) -> AcceptRule {
+    rule(&["GET"], "/api/**").with_headers(headers).unwrap()
+}
+
+#[test]
+fn header_conditions_need_every_named_header_with_a_matching_value() {
+    let rules = AcceptRules::new(vec![with_headers(&[
+        ("X-Project", "acme-*"),
+        ("accept", "application/json"),
+    ])]);
+    let ok: &[(&str, &[u8])] = &[("x-project", b"acme-web"), ("Accept", b"application/json")];
+    assert!(rules.check_with_headers("GET", "/api/x", None, ok).is_ok());
+    // One header missing.
+    let missing: &[(&str, &[u8])] = &[("X-PROJECT", b"acme-web")];
+    assert!(rules
+        .check_with_headers("GET", "/api/x", None, missing)
+        .is_err());
+    // A value outside the glob.
+    let wrong: &[(&str, &[u8])] = &[("x-project", b"globex"), ("accept", b"application/json")];
+    assert!(rules
+        .check_with_headers("GET", "/api/x", None, wrong)
+        .is_err());
+}
+
+#[test]
+fn a_repeated_header_cannot_smuggle_a_second_value_past_the_glob() {
+    let rules = AcceptRules::new(vec![with_headers(&[("x-project", "acme-*")])]);
+    let twice: &[(&str, &[u8])] = &[("x-project", b"acme-web"), ("x-project", b"globex")];
+    assert!(rules
+        .check_with_headers("GET", "/api/x", None, twice)
+        .is_err());
+    let not_utf8: &[(&str, &[u8])] = &[("x-project", b"acme-\xff")];
+    assert!(rules
+        .check_with_headers("GET", "/api/x", None, not_utf8)
+        .is_err());
+}
+
+#[test]
+fn a_rule_with_header_conditions_matches_nothing_when_no_headers_are_given() {
+    let rules = AcceptRules::new(vec![with_headers(&[("x-project", "*")])]);
+    assert!(rules.check("GET", "/api/x", None).is_err());
+    // Rules without header conditions are unaffected.
+    let plain = AcceptRules::new(vec![rule(&["GET"], "/api/**")]);
+    assert!(plain.check_with_headers("GET", "/api/x", None, &[]).is_ok());
+}
+
+#[test]
+fn bad_header_names_and_globs_are_refused_by_name() {
+    let err = rule(&[], "/x")
+        .with_headers(&[("bad name", "*")])
+        .unwrap_err();
+    assert_eq!(err, AcceptError::InvalidHeaderName("bad name".into()));
+    let err = rule(&[], "/x").with_headers(&[("x-a", "[")]).unwrap_err();
+    assert!(
+        matches!(err, AcceptError::InvalidHeaderGlob { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("header 'x-a'"), "{err}");
+}

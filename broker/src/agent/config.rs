@@ -30,6 +30,7 @@
 //! methods = ["GET"]
 //! path = "/api/**"
 //! query = { project = "acme-*" } # optional: every named parameter must match its glob
+//! headers = { X-Project = "acme-*" } # optional: every named header must match its glob
 //! ```
 //!
 //! Relative paths are relative to the config file's directory. Header values are resolved at
@@ -267,6 +268,8 @@ struct RawAccept {
     path: Spanned<String>,
     #[serde(default)]
     query: BTreeMap<String, String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
 }
 
 struct Reporter<'a> {
@@ -671,7 +674,14 @@ fn compile_http_origin(
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        match AcceptRule::new(&rule.methods, rule.path.get_ref(), &query) {
+        let headers: Vec<(&str, &str)> = rule
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        match AcceptRule::new(&rule.methods, rule.path.get_ref(), &query)
+            .and_then(|compiled| compiled.with_headers(&headers))
+        {
             Ok(compiled) => rules.push(compiled),
             Err(e) => r.error(rule.path.span(), format!("accept: {e}")),
         }

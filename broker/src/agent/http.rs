@@ -161,9 +161,19 @@ impl Handler {
         };
         let mut facts = facts;
         facts.path = redact_query(&normalized, req.uri().query());
+        let headers: Vec<(&str, &[u8])> = req
+            .headers()
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_bytes()))
+            .collect();
         if http
             .accept
-            .check(req.method().as_str(), &normalized, req.uri().query())
+            .check_with_headers(
+                req.method().as_str(),
+                &normalized,
+                req.uri().query(),
+                &headers,
+            )
             .is_err()
         {
             return self.deny(
