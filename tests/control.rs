@@ -249,6 +249,53 @@ async fn reloads_under_load_drop_no_request() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_applies_what_it_can_and_names_every_start_only_setting_it_was_asked_to_change() {
+    let upstream = labelled_upstream().await;
+    let gw = start(&config(&upstream, "a", ""));
+    // Start-only settings changed next to a route change: the route change is applied, and the
+    // result names each setting that waits for a restart (and nothing else).
+    let admin_line = "admin_listen = \"{ADMIN}\"\n";
+    let start_only = format!(
+        "{admin_line}shutdown_grace_seconds = 7\nh2_max_concurrent_streams = 5\nkeepalive_timeout_ms = 3000\n"
+    );
+    gw.write_config(&config(&upstream, "b", "").replacen(admin_line, &start_only, 1));
+    let (status, body) = admin(&gw, reqwest::Method::POST, "/api/v1/reload").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], "success", "{body}");
+    let required: Vec<&str> = body["restart_required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(required.len(), 3, "{required:?}");
+    for key in [
+        "server.shutdown_grace_seconds",
+        "server.h2_max_concurrent_streams",
+        "server.keepalive_timeout_ms",
+    ] {
+        assert!(
+            required.iter().any(|r| r.starts_with(key)),
+            "{key}: {required:?}"
+        );
+    }
+    let served = client()
+        .get(gw.url("/acme/pd/x"))
+        .header("x-portcullis-key", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.text().await.unwrap(), "b");
+
+    // Back to the settings the process started with: nothing waits for a restart any more
+    // (compared with the start, not with the previous reload).
+    gw.write_config(&config(&upstream, "c", ""));
+    let (status, body) = admin(&gw, reqwest::Method::POST, "/api/v1/reload").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["restart_required"], serde_json::json!([]), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_reload_keeps_the_old_config_and_says_why_everywhere() {
     let upstream = labelled_upstream().await;
     let gw = start(&config(&upstream, "a", ""));

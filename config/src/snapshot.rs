@@ -195,6 +195,22 @@ pub struct Server {
     pub upgrade_sock: PathBuf,
 }
 
+// === impl Server ===
+
+impl Server {
+    /// How long an HTTP/2 connection with no stream open may stay: the keep-alive timeout, or
+    /// the head deadline when keep-alive is off (never unbounded: a silent connection or a
+    /// PING flood would otherwise stay forever).
+    #[must_use]
+    pub fn h2_idle_timeout(&self) -> Duration {
+        if self.keepalive_timeout.is_zero() {
+            self.request_header_timeout
+        } else {
+            self.keepalive_timeout
+        }
+    }
+}
+
 /// A TLS listener.
 #[derive(Debug, Clone)]
 pub struct TlsListener {

@@ -446,11 +446,7 @@ fn http_server_options(server: &portcullis_config::Server) -> HttpServerOptions 
     // An HTTP/2 connection with no stream open is closed like an idle keep-alive connection.
     // With keep-alive off (zero) it still gets a bound, the head deadline: Pingora reads `None`
     // as "never", which would let a silent HTTP/2 connection (or a PING flood) stay forever.
-    options.h2_idle_timeout = Some(if server.keepalive_timeout.is_zero() {
-        server.request_header_timeout
-    } else {
-        server.keepalive_timeout
-    });
+    options.h2_idle_timeout = Some(server.h2_idle_timeout());
     options
 }
 

@@ -17,7 +17,7 @@ use arc_swap::ArcSwap;
 use portcullis_api::{ReloadResult, ReloadStatus, ReloadTrigger};
 use portcullis_config::{LoadError, Snapshot};
 
-use super::{ConfiguredListeners, Shared};
+use super::{Shared, StartupSettings};
 use crate::clock::now_ms;
 use crate::observe::audit::AdminRecord;
 use crate::runtime::{BuildContext, Built, Runtime};
@@ -233,8 +233,12 @@ impl Reloader {
         };
         self.overrides.apply(&mut snapshot);
         let current = self.shared.runtime.load_full();
-        let restart_required =
-            restart_required(&self.shared.configured, &snapshot, &current.config);
+        // Compared with the settings the process started with, not the live config: a value
+        // changed by an earlier reload was never applied either.
+        let restart_required = self
+            .shared
+            .configured
+            .changes_in(&StartupSettings::of(&snapshot));
         let cx = BuildContext {
             env: self.env.as_ref(),
             fingerprint_key: &self.fingerprint_key,
@@ -286,32 +290,4 @@ fn publish_runtime_metrics(shared: &Shared, runtime: &Runtime) {
         keys.push((tenant.clone(), name.clone()));
     }
     metrics.retain_secrets(&keys);
-}
-
-/// Settings of `new` that only a restart can apply.
-fn restart_required(bound: &ConfiguredListeners, new: &Snapshot, old: &Snapshot) -> Vec<String> {
-    let mut out = Vec::new();
-    let wanted = ConfiguredListeners::of(new);
-    if wanted.http != bound.http || wanted.https != bound.https {
-        out.push(
-            "server.listen / server.tls: listeners change only on restart (or a graceful upgrade)"
-                .into(),
-        );
-    }
-    if wanted.admin != bound.admin {
-        out.push("server.admin_listen: changes only on restart".into());
-    }
-    if wanted.tunnel != bound.tunnel {
-        out.push("tunnel: the tunnel listener and its settings change only on restart".into());
-    }
-    if wanted.tcp_routes != bound.tcp_routes {
-        out.push(
-            "tcp_routes: adding, removing, renaming or moving a TCP route's listener needs a restart"
-                .into(),
-        );
-    }
-    if new.audit != old.audit {
-        out.push("audit: the audit sink changes only on restart".into());
-    }
-    out
 }
