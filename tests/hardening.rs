@@ -518,6 +518,52 @@ async fn the_admin_api_answers_only_requests_for_its_own_host_names() {
     assert_eq!(resp.status(), 421);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_has_its_own_connection_cap_and_head_deadline() {
+    let text = config("request_header_timeout_ms = 1500", "").replace(
+        "hosts = [\"gw-admin.internal\"]",
+        "hosts = [\"gw-admin.internal\"]\nmax_connections = 3",
+    );
+    let gw = start(&text);
+    // Four local clients start a request head and stop: three places, so exactly one is
+    // closed at once with nothing written, and the three held ones get a 408 at the deadline.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut stream = connect_from("127.0.0.1", gw.admin_addr).await;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n")
+            .await
+            .unwrap_or_default();
+        held.push(stream);
+    }
+    let mut timed_out = 0;
+    let mut refused = 0;
+    for stream in &mut held {
+        match read_response(stream).await {
+            Some(resp) => {
+                assert!(resp.starts_with("HTTP/1.1 408"), "{resp}");
+                timed_out += 1;
+            }
+            None => refused += 1,
+        }
+    }
+    assert_eq!((timed_out, refused), (3, 1));
+    drop(held);
+    // The places are given back: the admin API answers again, and both limits were counted.
+    let refusals = "portcullis_connections_rejected_total{reason=\"admin_max_connections\"}";
+    assert_eq!(gw.metric(refusals).await, 1.0);
+    assert_eq!(
+        gw.metric("portcullis_request_header_timeouts_total").await,
+        3.0
+    );
+    // The public listeners' cap is apart: none of these counted there.
+    assert_eq!(
+        gw.metric("portcullis_connections_rejected_total{reason=\"max_connections\"}")
+            .await,
+        0.0
+    );
+}
+
 /// Raw bytes that must never reach a log or audit line as they are: a line separator, NEL
 /// (a C1 control), a bidi override, ESC.
 const HOSTILE: [&[u8]; 4] = [b"\xe2\x80\xa8", b"\xc2\x85", b"\xe2\x80\xae", b"\x1b"];

@@ -85,6 +85,7 @@ pub(crate) struct RawAdmin {
     pub(crate) token_env: Option<Spanned<String>>,
     pub(crate) metrics_cidrs: Option<Vec<Spanned<String>>>,
     pub(crate) hosts: Option<Vec<Spanned<String>>>,
+    pub(crate) max_connections: Option<Spanned<u64>>,
 }
 
 /// `[audit]`: the tamper-evident audit log.

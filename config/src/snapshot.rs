@@ -34,6 +34,9 @@ pub const DEFAULT_KEEPALIVE_TIMEOUT_MS: u64 = 60_000;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default cap on downstream connections from one client address (an IPv6 /64).
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
+/// Default `admin.max_connections`: the admin listener's own cap (operators, the console,
+/// a metrics scraper — never the portal's traffic).
+pub const DEFAULT_ADMIN_MAX_CONNECTIONS: usize = 64;
 /// Default cap on concurrent HTTP/2 streams per connection.
 pub const DEFAULT_H2_MAX_CONCURRENT_STREAMS: u32 = 100;
 /// Default grace period of a graceful stop or upgrade, in seconds: a route's default total
@@ -248,6 +251,9 @@ pub struct Admin {
     /// Host names the admin API answers to besides `localhost` and IP literals (lowercase, no
     /// port): anything else gets 421, which closes DNS rebinding.
     pub hosts: Vec<String>,
+    /// Most connections open at once on the admin listener (its own cap, apart from the
+    /// public listeners'); request heads there have `server.request_header_timeout_ms` too.
+    pub max_connections: usize,
 }
 
 /// Where audit lines go.

@@ -325,7 +325,7 @@ fn keys_of(parent: &str) -> &'static [&'static str] {
         ],
         "tls" => &["listen", "cert", "key"],
         "secrets" => &["env_prefix", "dir"],
-        "admin" => &["token_file", "token_env", "metrics_cidrs", "hosts"],
+        "admin" => &["token_file", "token_env", "metrics_cidrs", "hosts", "max_connections"],
         "audit" => &["sink", "path", "max_bytes", "keep", "queue", "overflow"],
         "metrics" => &["enabled"],
         "allowlists" => &["office", "portal-backends", "ops", "Bad Name"],

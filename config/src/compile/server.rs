@@ -326,11 +326,20 @@ impl Compiler<'_> {
                 );
             }
         }
+        let max_connections = self
+            .bounded(
+                "admin.max_connections",
+                &a.max_connections,
+                1..=100_000,
+                DEFAULT_ADMIN_MAX_CONNECTIONS as u64,
+            )
+            .unwrap_or(DEFAULT_ADMIN_MAX_CONNECTIONS as u64) as usize;
         Admin {
             token_file,
             token_env,
             metrics_cidrs,
             hosts,
+            max_connections,
         }
     }
 

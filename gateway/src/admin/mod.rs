@@ -22,6 +22,7 @@ use pingora::protocols::http::ServerSession;
 use portcullis_api::{paths, ApiError, ReloadResult, ReloadTrigger, MAX_TRAFFIC_LIMIT};
 use serde::Serialize;
 
+use crate::conn::GuardedStream;
 use crate::control::Reloader;
 
 mod views;
@@ -268,6 +269,11 @@ impl Reply {
 #[async_trait]
 impl ServeHttp for AdminApi {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        // The head is in: its deadline stops here (see `conn`); the next one starts with the
+        // next request's first byte.
+        if let Some(stream) = GuardedStream::of(session) {
+            stream.head_received();
+        }
         // Admin requests carry no body we need; read and discard any, bounded.
         let mut read = 0usize;
         while let Ok(Some(chunk)) = session.read_request_body().await {
@@ -277,6 +283,9 @@ impl ServeHttp for AdminApi {
             }
         }
         let reply = self.route(session).await;
+        if let Some(stream) = GuardedStream::of(session) {
+            stream.request_done();
+        }
         Response::builder()
             .status(reply.status)
             .header("content-type", reply.content_type)

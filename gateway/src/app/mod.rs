@@ -20,7 +20,7 @@ use portcullis_api::AuditPolicy;
 use portcullis_config::{LoadError, Snapshot};
 
 use crate::admin::AdminApi;
-use crate::conn::{ConnStats, ConnectionLimiter, Guarded};
+use crate::conn::{ConnStats, ConnectionLimiter, Guarded, Listener};
 use crate::control::{ConfigSource, ListenOverrides, Reloader, Shared};
 use crate::listener::{self, BindError, Bound, InheritError, Inherited, PreBound};
 use crate::observe::audit::{AuditConfig, AuditLog, AuditWriter};
@@ -356,6 +356,7 @@ fn build_server(
     proxy.h2_options = Some(h2_options(server_config));
     let connections = shared.recorders.metrics.connections();
     let limiter = ConnectionLimiter::new(
+        Listener::Public,
         Arc::clone(&shared.runtime),
         Arc::clone(conn_stats),
         connections.clone(),
@@ -396,10 +397,27 @@ fn build_server(
     }
     server.add_service(PreBound::new(proxy, bound));
 
+    // The admin listener has its own connection cap and the same head deadline: loopback by
+    // default, but a local process must not be able to hold it (or the console out of it).
+    let admin_stats = Arc::new(ConnStats::default());
+    let admin_connections = shared.recorders.metrics.admin_connections();
+    let admin_limiter = ConnectionLimiter::new(
+        Listener::Admin,
+        Arc::clone(&shared.runtime),
+        Arc::clone(&admin_stats),
+        admin_connections.clone(),
+    );
     let mut admin = pingora::services::listening::Service::new(
         "portcullis admin".to_owned(),
-        AdminApi::new(Arc::clone(&reloader)),
+        Guarded::new(
+            Arc::new(AdminApi::new(Arc::clone(&reloader))),
+            admin_limiter.clone(),
+            admin_stats,
+            Arc::clone(&shared.runtime),
+            admin_connections.header_timeouts.clone(),
+        ),
     );
+    admin.set_connection_filter(Arc::new(admin_limiter));
     admin.add_tcp(&listeners.admin.pingora_addr());
     server.add_service(PreBound::new(admin, [listeners.admin]));
 

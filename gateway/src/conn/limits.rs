@@ -38,11 +38,22 @@ pub(crate) struct ConnectionLimiter {
 }
 
 struct Shared {
+    listener: Listener,
     runtime: SharedRuntime,
     /// Open connections per client key (see [`client_key`]); entries at zero are removed.
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     stats: Arc<ConnStats>,
     metrics: ConnectionMetrics,
+}
+
+/// Which listeners a limiter counts, and so which limits it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Listener {
+    /// The public listeners: `server.max_connections` and `server.max_connections_per_ip`.
+    Public,
+    /// The admin listener: `admin.max_connections`, no per-address limit (it is reached by
+    /// operators, the console and scrapers, often all from one address).
+    Admin,
 }
 
 /// Which limit a connection would exceed.
@@ -71,14 +82,17 @@ struct NoTracer;
 // === impl ConnectionLimiter ===
 
 impl ConnectionLimiter {
-    /// A limiter reading its limits from `runtime`, counting into `stats` and `metrics`.
+    /// A limiter for `listener`'s connections, reading its limits from `runtime`, counting
+    /// into `stats` and `metrics`.
     pub(crate) fn new(
+        listener: Listener,
         runtime: SharedRuntime,
         stats: Arc<ConnStats>,
         metrics: ConnectionMetrics,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
+                listener,
                 runtime,
                 per_ip: Mutex::new(HashMap::new()),
                 stats,
@@ -197,8 +211,14 @@ impl Shared {
     /// `(max_connections, max_connections_per_ip)` of the runtime in force.
     fn limits(&self) -> (usize, Option<usize>) {
         let runtime = self.runtime.load();
-        let server = &runtime.config.server;
-        (server.max_connections, server.max_connections_per_ip)
+        let config = &runtime.config;
+        match self.listener {
+            Listener::Public => (
+                config.server.max_connections,
+                config.server.max_connections_per_ip,
+            ),
+            Listener::Admin => (config.admin.max_connections, None),
+        }
     }
 
     /// Counts a refusal and logs it (at debug: a flood would otherwise flood the log too; the
@@ -308,7 +328,12 @@ pub(super) mod tests {
             .clone();
         let stats = Arc::new(ConnStats::default());
         (
-            ConnectionLimiter::new(runtime, Arc::clone(&stats), metrics.clone()),
+            ConnectionLimiter::new(
+                Listener::Public,
+                runtime,
+                Arc::clone(&stats),
+                metrics.clone(),
+            ),
             stats,
             metrics,
         )

@@ -35,7 +35,7 @@ mod limits;
 mod stream;
 
 pub(crate) use self::app::Guarded;
-pub(crate) use self::limits::ConnectionLimiter;
+pub(crate) use self::limits::{ConnectionLimiter, Listener};
 pub(crate) use self::stream::GuardedStream;
 
 /// Counts shared by the limiter, the streams and the shutdown order. All per connection, none

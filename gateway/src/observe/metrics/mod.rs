@@ -81,6 +81,7 @@ pub(crate) struct Metrics {
     audit_written: IntCounter,
     tunnels: TunnelMetrics,
     connections: ConnectionMetrics,
+    admin_connections: ConnectionMetrics,
 }
 
 // === impl Metrics ===
@@ -212,11 +213,26 @@ impl Metrics {
                 "Connections closed because a request line and headers did not arrive within server.request_header_timeout_ms.",
             ),
         );
+        let admin_active_connections = register(
+            &registry,
+            IntGauge::new(
+                "portcullis_admin_active_connections",
+                "Connections open on the admin listener.",
+            ),
+        );
+        // Every reason exists from the start, so `increase()` sees the first rejection.
+        let rejected_per_ip = rejected.with_label_values(&["max_connections_per_ip"]);
+        let admin_connections = ConnectionMetrics {
+            active: admin_active_connections,
+            rejected_total: rejected.with_label_values(&["admin_max_connections"]),
+            // The admin listener has no per-address limit: never counted.
+            rejected_per_ip: rejected_per_ip.clone(),
+            header_timeouts: header_timeouts.clone(),
+        };
         let connections = ConnectionMetrics {
             active: active_connections,
-            // Both reasons exist from the start, so `increase()` sees the first rejection.
             rejected_total: rejected.with_label_values(&["max_connections"]),
-            rejected_per_ip: rejected.with_label_values(&["max_connections_per_ip"]),
+            rejected_per_ip,
             header_timeouts,
         };
 
@@ -238,6 +254,7 @@ impl Metrics {
             audit_written,
             tunnels,
             connections,
+            admin_connections,
         }
     }
 
@@ -393,6 +410,11 @@ impl Metrics {
     /// The connection layer's metrics.
     pub(crate) fn connections(&self) -> &ConnectionMetrics {
         &self.connections
+    }
+
+    /// The admin listener's connection gauge and refusals (`reason="admin_max_connections"`).
+    pub(crate) fn admin_connections(&self) -> &ConnectionMetrics {
+        &self.admin_connections
     }
 }
 
