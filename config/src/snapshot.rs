@@ -32,8 +32,10 @@ pub const DEFAULT_REQUEST_HEADER_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_KEEPALIVE_TIMEOUT_MS: u64 = 60_000;
 /// Default cap on downstream connections open at once.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
-/// Default cap on downstream connections from one client address (an IPv6 /64).
-pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
+/// Default cap on downstream connections from one client address (an IPv6 /64): a tenth of
+/// the total, so one client cannot take every place, while a busy portal backend (one address,
+/// often behind a NAT, with a connection pool that grows under bursts) keeps ample headroom.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 1_000;
 /// Default `admin.max_connections`: the admin listener's own cap (operators, the console,
 /// a metrics scraper — never the portal's traffic).
 pub const DEFAULT_ADMIN_MAX_CONNECTIONS: usize = 64;

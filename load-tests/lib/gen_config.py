@@ -26,7 +26,7 @@ out = [
     f'listen = ["127.0.0.1:{a.port}"]',
     f'admin_listen = "127.0.0.1:{a.admin}"',
     "max_request_body_bytes = 0",
-    # Every load generator connects from 127.0.0.1: the per-IP cap (256 by default) would
+    # Every load generator connects from 127.0.0.1: the per-IP cap (1000 by default) would
     # refuse the idle-connection test's thousands of connections; the global cap is lifted for
     # the same reason. The head deadline and keep-alive timeout keep their shipped defaults.
     "max_connections_per_ip = 0",
