@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Hostile-client attacks on a Portcullis binary, measured from outside (issue 10's table).
 
-    python3 load-tests/attacks.py NAME=BINARY [NAME=BINARY ...] [--quick]
+    python3 load-tests/attacks.py NAME=BINARY [NAME=BINARY ...] [--quick] [--only=ATTACK]...
 
 Each attack starts a fresh gateway (pinned to CPU 0, one worker thread) in front of a small
 upstream, runs the attack from this process (pinned to CPU 1) while a separate probe process
@@ -322,8 +322,9 @@ def percentile(values, p):
 
 
 def main():
-    args = [a for a in sys.argv[1:] if a != "--quick"]
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
     quick = "--quick" in sys.argv
+    only = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--only=")]
     if not args:
         raise SystemExit(__doc__)
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -343,6 +344,8 @@ def main():
         print("| attack | binary | attacker's connections open (at s: count) | RSS start → peak (MiB) | probe p50 / p99 / max (ms) | probe failures | notes |")
         print("|---|---|---|---|---|---|---|")
         for name, attack, soft_nofile in ATTACKS:
+            if only and name not in only:
+                continue
             for spec in args:
                 label, binary = spec.split("=", 1)
                 gw = Gateway(binary, upstream_port, soft_nofile)
