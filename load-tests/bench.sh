@@ -100,10 +100,10 @@ SYSTEMS=()
 SYSTEMS_TSV="$WORK/systems.tsv"
 : > "$SYSTEMS_TSV"
 load_definition() {
-    unset -f system_start
+    unset -f system_start system_check system_after
     SYSTEM_DESC=""; SYSTEM_SORT=99; SYSTEM_PROTO=h1; SYSTEM_ROLE=proxy; SYSTEM_COMPARE=""
     SYSTEM_PATH=/bench/x; SYSTEM_START_SECONDS=60; SYS_EXTRA_HEADERS=(); SYS_MEASURE_PIDS=()
-    PC_ENV=()
+    PC_ENV=(); PC_ADMIN=""
     # shellcheck disable=SC1090
     source "$LOAD_TESTS/systems/$1.sh"
     declare -F system_start >/dev/null || die "systems/$1.sh defines no system_start"
@@ -149,8 +149,18 @@ start_system() {
     fi
     URL[$name]="$(url_of "$name" "$SYSTEM_PATH")"
     EXTRA_HEADERS_OF[$name]="$(printf '%s\n' "${SYS_EXTRA_HEADERS[@]}")"
+    ADMIN_OF[$name]="$PC_ADMIN"
+    # A definition's own check (system_check URL ADMIN_PORT: exits non-zero with a message) runs
+    # once it listens, e.g. that a bad token is refused: a system that fails it is not loaded.
+    if declare -F system_check >/dev/null; then
+        local msg
+        if ! msg="$(system_check "${URL[$name]}" "${ADMIN_OF[$name]}" 2>&1)"; then
+            CHECK_FAILED[$name]="${msg:-system_check failed}"
+            log "$name: its check failed: ${CHECK_FAILED[$name]}"
+        fi
+    fi
 }
-declare -A EXTRA_HEADERS_OF
+declare -A EXTRA_HEADERS_OF ADMIN_OF CHECK_FAILED
 extra_headers() {
     local -n _out="$2"
     _out=()
@@ -169,6 +179,7 @@ done
 for name in "${SYSTEMS[@]}"; do
     extra_headers "$name" SYS_EXTRA_HEADERS
     answer="$(answer_check "${URL[$name]}" "${PROTO[$name]}")"
+    [ -z "${CHECK_FAILED[$name]:-}" ] || answer="check failed: ${CHECK_FAILED[$name]}"
     if [ "$answer" = "ok 200" ]; then ANSWER[$name]=yes; else
         ANSWER[$name]=no
         log "$name did not answer 200 ok: $(head -c 300 <<<"$answer")"
@@ -253,14 +264,27 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 
+EXTRAS="$WORK/extras.tsv"
+: > "$EXTRAS"
+extra() { printf '%s\t%s\t%s\n' "$1" "$2" "${3:-}" >> "$EXTRAS"; }
+
+# A definition's after-rounds check (system_after URL ADMIN_PORT), on the processes that were
+# measured, e.g. that the exchanged token stayed cached the whole time; a failure fails --smoke.
+for name in "${SYSTEMS[@]}"; do
+    [ "${ANSWER[$name]}" = yes ] || continue
+    load_definition "$name"
+    declare -F system_after >/dev/null || continue
+    if ! msg="$(system_after "${URL[$name]}" "${ADMIN_OF[$name]}" 2>&1)"; then
+        log "$name: its after-rounds check failed: $msg"
+        extra invalid "$name after the rounds: ${msg:-system_after failed}"
+    fi
+done
+
 # The round systems are stopped before the extras, which each start fresh processes.
 all_pids=()
 for name in "${SYSTEMS[@]}"; do read -r -a pids <<<"${PID[$name]}"; all_pids+=("${pids[@]}"); done
 [ ${#all_pids[@]} -eq 0 ] || kill_tree "${all_pids[@]}"
 
-EXTRAS="$WORK/extras.tsv"
-: > "$EXTRAS"
-extra() { printf '%s\t%s\t%s\n' "$1" "$2" "${3:-}" >> "$EXTRAS"; }
 source "$LOAD_TESTS/lib/extras.sh"
 if [ -n "${DESC[portcullis-warn]:-}" ]; then
     extra_reloads
