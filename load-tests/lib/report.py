@@ -204,6 +204,39 @@ for s in systems:
           f"{ratio(median(a, 'high', 'p99'), median(b, 'high', 'p99'))} |")
 w("")
 
+# Issue 11's targets that one same-run ratio decides: (what, system, divided by, field, bound,
+# "max" = at most / "min" = at least). A missed one says by how much; a system not in the run
+# (or without valid rounds) leaves its row open.
+TARGETS = [
+    ("inject route CPU per request", "portcullis-warn", "bare-pingora", "cpu", 1.10, "max"),
+    ("inject route CPU per request (stretch)", "portcullis-warn", "nginx", "cpu", 1.00, "max"),
+    ("throughput over the Node proxy", "portcullis-warn", "node-proxy", "rps", 15.0, "min"),
+    ("10,000 routes CPU per request", "portcullis-10k-routes", "portcullis-warn", "cpu", 1.05, "max"),
+    ("passthrough + JWT (cached JWKS) CPU per request", "portcullis-jwt", "portcullis-warn", "cpu", 1.15, "max"),
+    ("broker route throughput (gateway + agent on one core)", "portcullis-broker", "portcullis-warn", "rps", 0.60, "min"),
+]
+w("## Targets (issue 11; same run, medians)")
+w("")
+w("| target | ratio | bound | result |")
+w("|---|---|---|---|")
+for what, a, b, field, bound, kind in TARGETS:
+    label = "CPU µs/req" if field == "cpu" else "max req/s"
+    va, vb = median(a, "max", field), median(b, "max", field)
+    sign = "≤" if kind == "max" else "≥"
+    if a not in by_name or b not in by_name or va is None or vb is None or vb == 0:
+        result = "not measured in this run"
+        r = "—"
+    else:
+        r = va / vb
+        met = r <= bound if kind == "max" else r >= bound
+        result = "met" if met else f"**missed** by {abs(r / bound - 1) * 100:.0f}%"
+        r = f"{r:.2f}×"
+    w(f"| {what}: {a} / {b}, {label} | {r} | {sign} {bound:.2f}× | {result} |")
+w("")
+if not full:
+    w("(Smoke mode: one short round on a busy machine; the results here only show the table works.)")
+    w("")
+
 if "direct" in by_name:
     w("## Latency added over direct (ms, medians)")
     w("")
