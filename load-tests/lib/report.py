@@ -183,6 +183,20 @@ for s in systems:
       f"{fmt(rss / 1024 if rss else None, 1) if s['role'] != 'limit' else 'n/a'} | "
       f"{lat(n, 'low')} | {lat(n, 'high')} |")
 w("")
+# Systems of several processes (SYS_MEASURE_PIDS, e.g. gateway + agent): each one's share.
+for s in systems:
+    shares = {}
+    for r in runs:
+        if r["system"] == s["name"] and r["kind"] == "max" and valid(r) \
+                and r["note"].startswith("CPU us/req by process: "):
+            for part in r["note"].split(": ", 1)[1].split(","):
+                proc, _, v = part.partition("=")
+                if num(v) is not None:
+                    shares.setdefault(proc, []).append(num(v))
+    if shares:
+        w(f"{s['name']}: CPU µs/req by process (medians): "
+          + ", ".join(f"{p} {fmt(statistics.median(v), 1)}" for p, v in shares.items()) + ".")
+        w("")
 w("CPU µs/req: the proxy's user+system time (all its threads and processes, from /proc/PID/stat) "
   "over the requests completed in the max-throughput run. \"above knee\": the rate exceeds 80% of "
   "what this system reached closed-loop in that round, so it was not run open-loop.")
