@@ -100,10 +100,10 @@ SYSTEMS=()
 SYSTEMS_TSV="$WORK/systems.tsv"
 : > "$SYSTEMS_TSV"
 load_definition() {
-    unset -f system_start
+    unset -f system_start system_check system_after
     SYSTEM_DESC=""; SYSTEM_SORT=99; SYSTEM_PROTO=h1; SYSTEM_ROLE=proxy; SYSTEM_COMPARE=""
     SYSTEM_PATH=/bench/x; SYSTEM_START_SECONDS=60; SYS_EXTRA_HEADERS=(); SYS_MEASURE_PIDS=()
-    PC_ENV=()
+    PC_ENV=(); PC_ADMIN=""
     # shellcheck disable=SC1090
     source "$LOAD_TESTS/systems/$1.sh"
     declare -F system_start >/dev/null || die "systems/$1.sh defines no system_start"
@@ -149,8 +149,18 @@ start_system() {
     fi
     URL[$name]="$(url_of "$name" "$SYSTEM_PATH")"
     EXTRA_HEADERS_OF[$name]="$(printf '%s\n' "${SYS_EXTRA_HEADERS[@]}")"
+    ADMIN_OF[$name]="$PC_ADMIN"
+    # A definition's own check (system_check URL ADMIN_PORT: exits non-zero with a message) runs
+    # once it listens, e.g. that a bad token is refused: a system that fails it is not loaded.
+    if declare -F system_check >/dev/null; then
+        local msg
+        if ! msg="$(system_check "${URL[$name]}" "${ADMIN_OF[$name]}" 2>&1)"; then
+            CHECK_FAILED[$name]="${msg:-system_check failed}"
+            log "$name: its check failed: ${CHECK_FAILED[$name]}"
+        fi
+    fi
 }
-declare -A EXTRA_HEADERS_OF
+declare -A EXTRA_HEADERS_OF ADMIN_OF CHECK_FAILED
 extra_headers() {
     local -n _out="$2"
     _out=()
@@ -169,6 +179,7 @@ done
 for name in "${SYSTEMS[@]}"; do
     extra_headers "$name" SYS_EXTRA_HEADERS
     answer="$(answer_check "${URL[$name]}" "${PROTO[$name]}")"
+    [ -z "${CHECK_FAILED[$name]:-}" ] || answer="check failed: ${CHECK_FAILED[$name]}"
     if [ "$answer" = "ok 200" ]; then ANSWER[$name]=yes; else
         ANSWER[$name]=no
         log "$name did not answer 200 ok: $(head -c 300 <<<"$answer")"
@@ -176,27 +187,36 @@ for name in "${SYSTEMS[@]}"; do
     printf '%s\t%s\t%s\n' "$name" "${ANSWER[$name]}" "$(head -c 200 <<<"$answer" | tr '\t\n' '  ')" >> "$WORK/answers.tsv"
 done
 
-# One closed-loop run of a system: prints "requests errors rps cpu_us_per_req rss_kb".
+# One closed-loop run of a system: prints "requests errors rps cpu_us_per_req rss_kb split",
+# split being, for a system of several processes (SYS_MEASURE_PIDS), each one's share of the
+# CPU per request ("portcullis=80.1,portcullis-agen=54.3", names from /proc/PID/comm), else "-".
 throughput_run() {
-    local name="$1" secs="$2" before after extra=()
+    local name="$1" secs="$2" before after extra=() p
     extra_headers "$name" extra
-    local pids=()
+    local pids=() each_before=()
     read -r -a pids <<<"${PID[$name]}"
     [ ${#pids[@]} -gt 0 ] && before=$(cpu_us "${pids[@]}")
+    if [ ${#pids[@]} -gt 1 ]; then for p in "${pids[@]}"; do each_before+=("$(cpu_us "$p")"); done; fi
     local out
     if [ "${PROTO[$name]}" = h2tls ]; then
         out="$(h2load_run "${URL[$name]}" "$secs" "${extra[@]}")"
     else
         out="$(wrk_run "${URL[$name]}" "$secs" 32 "${extra[@]}")"
     fi
-    local requests errors rps cpu="" rss=""
+    local requests errors rps cpu="" rss="" split="" i
     read -r requests errors rps <<<"$out"
     if [ ${#pids[@]} -gt 0 ]; then
         after=$(cpu_us "${pids[@]}")
         [ "$requests" -gt 0 ] && cpu=$(echo "scale=3; ($after - $before) / $requests" | bc -l)
         rss=$(status_kb VmRSS "${pids[@]}")
     fi
-    echo "$requests $errors $rps ${cpu:--} ${rss:--}"
+    if [ ${#pids[@]} -gt 1 ] && [ "$requests" -gt 0 ]; then
+        for i in "${!pids[@]}"; do
+            split+="${split:+,}$(tr -d ' \n' < "/proc/${pids[$i]}/comm" 2>/dev/null || echo "pid${pids[$i]}")="
+            split+="$(echo "scale=1; ($(cpu_us "${pids[$i]}") - ${each_before[$i]}) / $requests" | bc -l)"
+        done
+    fi
+    echo "$requests $errors $rps ${cpu:--} ${rss:--} ${split:--}"
 }
 
 RUNS="$WORK/runs.tsv"
@@ -210,7 +230,7 @@ for name in "${SYSTEMS[@]}"; do
 done
 
 # The fixed rates: fractions of nginx's max, measured once before the rounds.
-read -r _ cal_err NGINX_MAX _ _ < <(throughput_run nginx "$SECS")
+read -r _ cal_err NGINX_MAX _ _ _ < <(throughput_run nginx "$SECS")
 [ "${cal_err:-1}" = 0 ] || log "nginx calibration run had $cal_err errors"
 NGINX_MAX="${NGINX_MAX%.*}"
 [ "${NGINX_MAX:-0}" -gt 0 ] || die "nginx calibration failed: $(cat "$WORK/last-wrk.txt")"
@@ -227,13 +247,15 @@ for round in $(seq 1 "$ROUNDS"); do
     for (( k=0; k<n; k++ )); do
         name="${SYSTEMS[$(( (k + round - 1) % n ))]}"
         [ "${ANSWER[$name]}" = yes ] || continue
-        read -r requests errors rps cpu rss < <(throughput_run "$name" "$SECS")
+        read -r requests errors rps cpu rss split < <(throughput_run "$name" "$SECS")
         cp "$WORK/last-wrk.txt" "$WORK/raw/$round-$name-max.txt" 2>/dev/null || true
         cp "$WORK/last-h2load.txt" "$WORK/raw/$round-$name-max.txt" 2>/dev/null || true
         rm -f "$WORK/last-wrk.txt" "$WORK/last-h2load.txt"
-        log "round $round $name: $requests req, $errors errors, $rps req/s, $cpu cpu us/req, rss $rss kB"
-        printf '%s\t%s\tmax\t-\t%s\t%s\t%s\t%s\t%s\t-\t-\t-\t\n' "$round" "$name" "$requests" \
-            "$errors" "$rps" "$cpu" "$rss" >> "$RUNS"
+        note=""
+        [ "$split" = - ] || note="CPU us/req by process: $split"
+        log "round $round $name: $requests req, $errors errors, $rps req/s, $cpu cpu us/req, rss $rss kB${note:+ ($note)}"
+        printf '%s\t%s\tmax\t-\t%s\t%s\t%s\t%s\t%s\t-\t-\t-\t%s\n' "$round" "$name" "$requests" \
+            "$errors" "$rps" "$cpu" "$rss" "$note" >> "$RUNS"
         for kind in low high; do
             if [ "$kind" = low ]; then rate=$RATE_LOW; else rate=$RATE_HIGH; fi
             if [ "$(echo "$rate <= $rps * $KNEE" | bc -l)" != 1 ]; then
@@ -253,14 +275,27 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 
+EXTRAS="$WORK/extras.tsv"
+: > "$EXTRAS"
+extra() { printf '%s\t%s\t%s\n' "$1" "$2" "${3:-}" >> "$EXTRAS"; }
+
+# A definition's after-rounds check (system_after URL ADMIN_PORT), on the processes that were
+# measured, e.g. that the exchanged token stayed cached the whole time; a failure fails --smoke.
+for name in "${SYSTEMS[@]}"; do
+    [ "${ANSWER[$name]}" = yes ] || continue
+    load_definition "$name"
+    declare -F system_after >/dev/null || continue
+    if ! msg="$(system_after "${URL[$name]}" "${ADMIN_OF[$name]}" 2>&1)"; then
+        log "$name: its after-rounds check failed: $msg"
+        extra invalid "$name after the rounds: ${msg:-system_after failed}"
+    fi
+done
+
 # The round systems are stopped before the extras, which each start fresh processes.
 all_pids=()
 for name in "${SYSTEMS[@]}"; do read -r -a pids <<<"${PID[$name]}"; all_pids+=("${pids[@]}"); done
 [ ${#all_pids[@]} -eq 0 ] || kill_tree "${all_pids[@]}"
 
-EXTRAS="$WORK/extras.tsv"
-: > "$EXTRAS"
-extra() { printf '%s\t%s\t%s\n' "$1" "$2" "${3:-}" >> "$EXTRAS"; }
 source "$LOAD_TESTS/lib/extras.sh"
 if [ -n "${DESC[portcullis-warn]:-}" ]; then
     extra_reloads

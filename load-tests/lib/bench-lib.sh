@@ -264,11 +264,13 @@ need_oha() {
 }
 
 build_release() {
-    log "building release binaries (portcullis, bare-pingora)"
+    log "building release binaries (portcullis, portcullis-agent, bare-pingora)"
     (cd "$ROOT" && ./dev build-release >"$WORK/logs/build.log" 2>&1 \
+        && cargo build --release --locked -p portcullis-broker --bin portcullis-agent >>"$WORK/logs/build.log" 2>&1 \
         && cargo build --release --locked -p bare-pingora >>"$WORK/logs/build.log" 2>&1) \
         || { tail -n 30 "$WORK/logs/build.log" >&2; die "release build failed"; }
     PORTCULLIS="$ROOT/target/release/portcullis"
+    AGENT="$ROOT/target/release/portcullis-agent"
     BARE_PINGORA="$ROOT/target/release/bare-pingora"
 }
 
@@ -277,7 +279,16 @@ nginx_user() { if [ "$(id -u)" -eq 0 ]; then echo "user root;"; fi; }
 
 # === the trivial upstream: nginx answering 200 "ok" from memory, pinned to the load core ===
 
+# The token modes' fixed strings. The upstream plays the identity provider too: it serves the
+# JWKS (a file the portcullis-jwt system writes into $WORK/upstream/files/) and the OAuth token
+# endpoint of portcullis-exchange, which answers only the client's own Basic credentials.
+EXCHANGE_CLIENT_ID="bench-client"
+EXCHANGE_CLIENT_SECRET="bench-client-secret-$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+EXCHANGE_TOKEN="bench-exchanged-$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+
 start_upstream() {
+    local basic
+    basic="$(printf '%s:%s' "$EXCHANGE_CLIENT_ID" "$EXCHANGE_CLIENT_SECRET" | base64 -w0)"
     mkdir -p "$WORK/upstream/files" "$WORK/upstream/tmp"
     _upstream_start() {
         cat > "$WORK/upstream/nginx.conf" <<NGINX
@@ -295,6 +306,21 @@ http {
     server {
         listen 127.0.0.1:$1 backlog=4096;
         location / { return 200 "ok"; }
+        # The token modes: their routes point here, so every benchmark request is checked (a
+        # wrong or missing token is a 401, which the load generators count as an error).
+        location /passthrough/ {
+            if (\$http_authorization !~ "^Bearer eyJ") { return 401 "caller's bearer token not forwarded"; }
+            return 200 "ok";
+        }
+        location /exchanged/ {
+            if (\$http_authorization != "Bearer $EXCHANGE_TOKEN") { return 401 "exchanged token missing"; }
+            return 200 "ok";
+        }
+        location = /oauth/token {
+            default_type application/json;
+            if (\$http_authorization != "Basic $basic") { return 401 '{"error":"invalid_client"}'; }
+            return 200 '{"access_token":"$EXCHANGE_TOKEN","token_type":"Bearer","expires_in":86400}';
+        }
         # Large-body checks: a sparse file to download, and PUT writes the body to disk.
         location /files/ {
             alias $WORK/upstream/files/;

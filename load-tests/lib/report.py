@@ -183,6 +183,20 @@ for s in systems:
       f"{fmt(rss / 1024 if rss else None, 1) if s['role'] != 'limit' else 'n/a'} | "
       f"{lat(n, 'low')} | {lat(n, 'high')} |")
 w("")
+# Systems of several processes (SYS_MEASURE_PIDS, e.g. gateway + agent): each one's share.
+for s in systems:
+    shares = {}
+    for r in runs:
+        if r["system"] == s["name"] and r["kind"] == "max" and valid(r) \
+                and r["note"].startswith("CPU us/req by process: "):
+            for part in r["note"].split(": ", 1)[1].split(","):
+                proc, _, v = part.partition("=")
+                if num(v) is not None:
+                    shares.setdefault(proc, []).append(num(v))
+    if shares:
+        w(f"{s['name']}: CPU µs/req by process (medians): "
+          + ", ".join(f"{p} {fmt(statistics.median(v), 1)}" for p, v in shares.items()) + ".")
+        w("")
 w("CPU µs/req: the proxy's user+system time (all its threads and processes, from /proc/PID/stat) "
   "over the requests completed in the max-throughput run. \"above knee\": the rate exceeds 80% of "
   "what this system reached closed-loop in that round, so it was not run open-loop.")
@@ -203,6 +217,39 @@ for s in systems:
         w(f"| {a} / {b} | {cpu} | {ratio(median(a, 'max', 'rps'), median(b, 'max', 'rps'))} | "
           f"{ratio(median(a, 'high', 'p99'), median(b, 'high', 'p99'))} |")
 w("")
+
+# Issue 11's targets that one same-run ratio decides: (what, system, divided by, field, bound,
+# "max" = at most / "min" = at least). A missed one says by how much; a system not in the run
+# (or without valid rounds) leaves its row open.
+TARGETS = [
+    ("inject route CPU per request", "portcullis-warn", "bare-pingora", "cpu", 1.10, "max"),
+    ("inject route CPU per request (stretch)", "portcullis-warn", "nginx", "cpu", 1.00, "max"),
+    ("throughput over the Node proxy", "portcullis-warn", "node-proxy", "rps", 15.0, "min"),
+    ("10,000 routes CPU per request", "portcullis-10k-routes", "portcullis-warn", "cpu", 1.05, "max"),
+    ("passthrough + JWT (cached JWKS) CPU per request", "portcullis-jwt", "portcullis-warn", "cpu", 1.15, "max"),
+    ("broker route throughput (gateway + agent on one core)", "portcullis-broker", "portcullis-warn", "rps", 0.60, "min"),
+]
+w("## Targets (issue 11; same run, medians)")
+w("")
+w("| target | ratio | bound | result |")
+w("|---|---|---|---|")
+for what, a, b, field, bound, kind in TARGETS:
+    label = "CPU µs/req" if field == "cpu" else "max req/s"
+    va, vb = median(a, "max", field), median(b, "max", field)
+    sign = "≤" if kind == "max" else "≥"
+    if a not in by_name or b not in by_name or va is None or vb is None or vb == 0:
+        result = "not measured in this run"
+        r = "—"
+    else:
+        r = va / vb
+        met = r <= bound if kind == "max" else r >= bound
+        result = "met" if met else f"**missed** by {abs(r / bound - 1) * 100:.0f}%"
+        r = f"{r:.2f}×"
+    w(f"| {what}: {a} / {b}, {label} | {r} | {sign} {bound:.2f}× | {result} |")
+w("")
+if not full:
+    w("(Smoke mode: one short round on a busy machine; the results here only show the table works.)")
+    w("")
 
 if "direct" in by_name:
     w("## Latency added over direct (ms, medians)")
@@ -308,12 +355,16 @@ with open(args.out, "w") as f:
 
 if args.check:
     passed = failed = 0
+    # A system's own after-rounds check (system_after) is recorded as "NAME after the rounds: …".
+    after = {s["name"]: [f for f in extra_failures if f.startswith(s["name"] + " after the rounds:")]
+             for s in systems}
     for s in systems:
         n = s["name"]
         ok = answers.get(n, ("no",))[0] == "yes" and counts(n, "max")[0] > 0 and not any(
-            r["system"] == n and not skipped(r) and not valid(r) for r in runs)
-        print(f"smoke {n}: {'ok' if ok else 'FAILED'}")
+            r["system"] == n and not skipped(r) and not valid(r) for r in runs) and not after[n]
+        print(f"smoke {n}: {'ok' if ok else 'FAILED'}" + "".join(f" ({f})" for f in after[n]))
         passed, failed = passed + ok, failed + (not ok)
+    extra_failures = [f for f in extra_failures if not any(f in fs for fs in after.values())]
     for f in extra_failures:
         print(f"smoke extra: FAILED: {f}")
         failed += 1
