@@ -77,6 +77,24 @@ pub(crate) struct JwksSettings {
     pub(crate) min_refetch: Duration,
 }
 
+// === impl KeySet ===
+
+impl KeySet {
+    /// When the set was fetched: tells one set from the next (a refresh or a rotation).
+    pub(crate) fn fetched(&self) -> Instant {
+        self.fetched
+    }
+
+    /// A set without keys, fetched at `fetched`.
+    #[cfg(test)]
+    pub(crate) fn empty_for_tests(fetched: Instant) -> Self {
+        Self {
+            keys: Vec::new(),
+            fetched,
+        }
+    }
+}
+
 // === impl JwksCache ===
 
 impl JwksCache {

@@ -7,10 +7,21 @@
 //! list (so `alg: none`, and an HMAC token "signed" with the public key, are refused as a bad
 //! signature without looking for a key), and a key is used only for algorithms of its own
 //! kind — an RSA key never becomes an HMAC secret.
+//!
+//! A token that passed is remembered ([`JwtPolicy::already_verified`]): a caller sends the
+//! same token on every request until it expires, and verifying a signature is the most
+//! expensive thing on a passthrough request (an RS256 verification costs more than the rest of
+//! the request together). The entry is keyed by the SHA-256 of the whole token — the same
+//! bytes, so the same signature and claims — and holds only until the token's `exp` (plus the
+//! leeway) or until the key set it was verified with is replaced (a refresh or a rotation),
+//! whichever comes first; the policy itself is rebuilt on every reload, cache and all.
+
+use std::time::Instant;
 
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use portcullis_config::{JwtAlgorithm, JwtValidation};
+use sha2::{Digest, Sha256};
 
 use super::jwks::KeySet;
 use crate::outcome::TokenReason;
@@ -18,11 +29,33 @@ use crate::outcome::TokenReason;
 /// At most this many keys are tried for a token without `kid`.
 const MAX_KEYS_TRIED: usize = 8;
 
+/// Verified tokens remembered per route (about 100 bytes each).
+const VERIFIED_CAPACITY: usize = 10_000;
+
 /// A route's token checks, prepared once per runtime.
 pub(crate) struct JwtPolicy {
     /// One validation per allowed algorithm (`jsonwebtoken` wants every algorithm of a
     /// validation to match the key's kind).
     validations: Vec<(Algorithm, Validation)>,
+    /// Seconds past `exp` a token is still accepted.
+    leeway: u64,
+    /// Tokens that passed, by the SHA-256 of the token.
+    verified: quick_cache::sync::Cache<[u8; 32], Verified>,
+}
+
+/// A token that passed every check.
+#[derive(Clone, Copy)]
+struct Verified {
+    /// Unix seconds after which it no longer passes (`exp` + leeway).
+    valid_until: u64,
+    /// The key set it was verified with (its fetch time identifies it).
+    keys: Instant,
+}
+
+/// The one claim the cache needs; `jsonwebtoken` has checked it (and the others) already.
+#[derive(serde::Deserialize)]
+struct Expiry {
+    exp: u64,
 }
 
 /// What the token's header says, read before any key is looked up.
@@ -53,7 +86,32 @@ impl JwtPolicy {
                 (alg, v)
             })
             .collect();
-        Self { validations }
+        Self {
+            validations,
+            leeway: jwt.leeway.as_secs(),
+            verified: quick_cache::sync::Cache::new(VERIFIED_CAPACITY),
+        }
+    }
+
+    /// Whether `token` passed every check with `keys` before and has not expired since.
+    /// Returns the token's digest for [`JwtPolicy::remember`] either way.
+    pub(crate) fn already_verified(&self, token: &str, keys: &KeySet) -> (bool, [u8; 32]) {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let hit = self.verified.get(&digest).is_some_and(|v| {
+            v.keys == keys.fetched() && crate::clock::now_ms() / 1000 <= v.valid_until
+        });
+        (hit, digest)
+    }
+
+    /// Remembers that the token with `digest`, expiring at `exp`, passed with `keys`.
+    pub(crate) fn remember(&self, digest: [u8; 32], exp: u64, keys: &KeySet) {
+        self.verified.insert(
+            digest,
+            Verified {
+                valid_until: exp.saturating_add(self.leeway),
+                keys: keys.fetched(),
+            },
+        );
     }
 
     /// Reads the token's header: its shape, then its `alg` against the allowlist.
@@ -89,13 +147,13 @@ impl JwtPolicy {
     }
 
     /// Verifies `token` (whose head is `head`) with the keys of `keys` that could have signed
-    /// it. `Err(UnknownKey)` when none could.
+    /// it, returning its `exp`. `Err(UnknownKey)` when no key could.
     pub(crate) fn verify(
         &self,
         token: &str,
         head: &TokenHead,
         keys: &KeySet,
-    ) -> Result<(), TokenReason> {
+    ) -> Result<u64, TokenReason> {
         let Some((_, validation)) = self.validations.iter().find(|(a, _)| *a == head.alg) else {
             return Err(TokenReason::BadSignature);
         };
@@ -107,7 +165,7 @@ impl JwtPolicy {
         {
             tried += 1;
             match check(token, key, validation) {
-                Ok(()) => return Ok(()),
+                Ok(exp) => return Ok(exp),
                 // Another key without `kid` may still match.
                 Err(TokenReason::BadSignature) if head.kid.is_none() => {
                     outcome = Err(TokenReason::BadSignature);
@@ -122,10 +180,11 @@ impl JwtPolicy {
     }
 }
 
-fn check(token: &str, key: &DecodingKey, validation: &Validation) -> Result<(), TokenReason> {
+/// Checks `token` with one key; its `exp` when it passes.
+fn check(token: &str, key: &DecodingKey, validation: &Validation) -> Result<u64, TokenReason> {
     use jsonwebtoken::errors::ErrorKind;
-    match jsonwebtoken::decode::<serde::de::IgnoredAny>(token, key, validation) {
-        Ok(_) => Ok(()),
+    match jsonwebtoken::decode::<Expiry>(token, key, validation) {
+        Ok(data) => Ok(data.claims.exp),
         Err(e) => Err(match e.kind() {
             ErrorKind::ExpiredSignature => TokenReason::Expired,
             ErrorKind::ImmatureSignature => TokenReason::NotYetValid,
@@ -181,6 +240,7 @@ fn algorithm_name(alg: Algorithm) -> &'static str {
 impl std::fmt::Debug for JwtPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JwtPolicy")
+            .field("verified", &self.verified.len())
             .field(
                 "algorithms",
                 &self
@@ -247,5 +307,29 @@ mod tests {
             p.head(&token(r#"{"alg":"RS256","kid":7}"#)),
             Err(TokenReason::Malformed)
         ));
+    }
+
+    #[test]
+    fn a_verified_token_is_remembered_until_it_expires_or_the_keys_change() {
+        let p = policy(vec![JwtAlgorithm::Rs256]);
+        let keys = KeySet::empty_for_tests(Instant::now());
+        let replaced = KeySet::empty_for_tests(Instant::now() + Duration::from_secs(1));
+        let now = crate::clock::now_ms() / 1000;
+        let (hit, digest) = p.already_verified("h.c.s1", &keys);
+        assert!(!hit);
+        p.remember(digest, now + 60, &keys);
+        assert!(p.already_verified("h.c.s1", &keys).0);
+        // Any other token (one byte of the signature) is not.
+        assert!(!p.already_verified("h.c.s2", &keys).0);
+        // A refreshed or rotated key set is not the one it was verified with.
+        assert!(!p.already_verified("h.c.s1", &replaced).0);
+        // Expired but within the leeway (30 s) it still passes, as `jsonwebtoken` decides;
+        // past it, it does not.
+        let (_, within) = p.already_verified("h.c.s3", &keys);
+        p.remember(within, now - 10, &keys);
+        assert!(p.already_verified("h.c.s3", &keys).0);
+        let (_, past) = p.already_verified("h.c.s4", &keys);
+        p.remember(past, now - 31, &keys);
+        assert!(!p.already_verified("h.c.s4", &keys).0);
     }
 }

@@ -78,19 +78,28 @@ async fn verify(
     cache: &Arc<crate::tokens::jwks::JwksCache>,
     policy: &crate::tokens::jwt::JwtPolicy,
 ) -> Result<(), Refusal> {
-    let head = policy.head(token).map_err(Refusal::Invalid)?;
     let keys = cache.current().await.ok_or(Refusal::NoKeys)?;
-    match policy.verify(token, &head, &keys) {
+    let (verified, digest) = policy.already_verified(token, &keys);
+    if verified {
+        return Ok(());
+    }
+    let head = policy.head(token).map_err(Refusal::Invalid)?;
+    let (exp, keys) = match policy.verify(token, &head, &keys) {
         Err(TokenReason::UnknownKey) => {
             // Keys rotate: look again once (throttled), then give up on this kid.
             let keys = cache
                 .refetch_for_unknown_key()
                 .await
                 .ok_or(Refusal::NoKeys)?;
-            policy.verify(token, &head, &keys).map_err(Refusal::Invalid)
+            let exp = policy
+                .verify(token, &head, &keys)
+                .map_err(Refusal::Invalid)?;
+            (exp, keys)
         }
-        other => other.map_err(Refusal::Invalid),
-    }
+        other => (other.map_err(Refusal::Invalid)?, keys),
+    };
+    policy.remember(digest, exp, &keys);
+    Ok(())
 }
 
 #[cfg(test)]
