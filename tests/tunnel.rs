@@ -1187,5 +1187,14 @@ allow_destinations = ["127.0.0.0/8"]
         "{}",
         agent.log()
     );
-    eprintln!("upgrade with a tunnel: SaaS {saas_ok} requests, tunnel {tunnel_ok}, 0 errors");
+    // How long the tunnel requests that reached the new process before its agent did waited.
+    let waited = audit_lines(&new)
+        .iter()
+        .filter(|l| l["kind"] == "request" && l["path"] == "/acme/sonar/api/loop")
+        .filter_map(|l| l["duration_ms"].as_f64())
+        .fold(0.0, f64::max);
+    eprintln!(
+        "upgrade with a tunnel: SaaS {saas_ok} requests, tunnel {tunnel_ok}, 0 errors; \
+         the longest tunnel request on the new process took {waited:.0} ms"
+    );
 }
