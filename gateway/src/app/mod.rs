@@ -181,9 +181,10 @@ pub(crate) fn serve(
         Arc::clone(&metrics),
         audit.clone(),
     ));
-    if options.upgrade {
-        // The agents are connected to the process being replaced; they come here when it
-        // stops. Until then requests for their tunnels wait for them rather than fail.
+    if listeners.tunnel.as_ref().is_some_and(Bound::is_inherited) {
+        // The agents are connected to the process being replaced (whose tunnel listener this
+        // is); they come here when it stops. Until then requests for their tunnels wait for
+        // them rather than fail.
         let config = &runtime.config;
         tunnels.expect_agents(
             config

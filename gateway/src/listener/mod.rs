@@ -133,6 +133,11 @@ impl Bound {
         self.addr.to_string()
     }
 
+    /// Whether the socket was taken over from the process being upgraded.
+    pub(crate) fn is_inherited(&self) -> bool {
+        matches!(self.socket, Some(Socket::Inherited(_)))
+    }
+
     /// The key of the socket in the listening-socket table handed over in an upgrade.
     pub(crate) fn table_key(&self) -> String {
         self.role.key(self.addr)

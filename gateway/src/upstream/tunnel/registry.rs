@@ -10,9 +10,10 @@
 //! There is no shared state between gateway instances: an agent keeps one connection to every
 //! gateway it is given, so each instance's registry holds the agents connected to it.
 //!
-//! A process started by a graceful upgrade begins with every tunnel *expected*
-//! ([`TunnelRegistry::expect_agents`]): the agents are still connected to the old process, which
-//! closes their connections when it stops, and they reconnect to this one. Until the first agent
+//! A process started by a graceful upgrade that took the tunnel listener over begins with
+//! every tunnel *expected* ([`TunnelRegistry::expect_agents`]): the agents are still connected
+//! to the old process, which closes their connections when it stops, and they reconnect to
+//! this one. Until the first agent
 //! of a tunnel arrives, or the reconnect grace runs out, a request for it waits for the agent
 //! ([`TunnelRegistry::pick_waiting`]) instead of failing — the handover is invisible to callers.
 //! Outside a handover a tunnel without agents answers at once, as before: 503 reconnecting
