@@ -1198,3 +1198,95 @@ allow_destinations = ["127.0.0.0/8"]
          the longest tunnel request on the new process took {waited:.0} ms"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_gateway_accepts_no_more_tcp_route_connections() {
+    let pki = Pki::new();
+    // A request that holds the drain open for five seconds.
+    let slow = UpstreamBuilder::new()
+        .reply(|_| Reply {
+            delay: Duration::from_secs(5),
+            ..Reply::ok("slow")
+        })
+        .start()
+        .await;
+    let tail = format!(
+        r#"
+[[tcp_routes]]
+name = "acme-db"
+listen = "{{TCP_LISTEN}}"
+tunnel = "acme-dc1"
+origin = "db"
+caller_cidrs = ["127.0.0.0/8"]
+
+[[routes]]
+name = "acme-slow"
+tenant = "acme"
+path = "/acme/slow"
+target = "{}"
+allow_destinations = ["127.0.0.0/8"]
+"#,
+        slow.url()
+    );
+    let mut gw = start_gateway(
+        &pki.cert,
+        &Gw {
+            extra: &tail,
+            server: "shutdown_grace_seconds = 30",
+            ..Gw::default()
+        },
+    );
+    let tcp = gw.tcp_addrs[0].1;
+    // While it runs, a TCP route connection is accepted (no agent: refused and audited).
+    let mut first = tokio::net::TcpStream::connect(tcp).await.unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(first.read(&mut buf).await.unwrap_or(0), 0);
+    wait_audit(&gw, "tcp_connection", "tunnel_offline").await;
+
+    let request = tokio::spawn({
+        let url = gw.url("/acme/slow/x");
+        async move {
+            let resp = client()
+                .get(url)
+                .header("x-portcullis-key", KEY)
+                .send()
+                .await
+                .unwrap();
+            resp.status().as_u16()
+        }
+    });
+    eventually(
+        Duration::from_secs(20),
+        "the slow request at the upstream",
+        || async { slow.count().await == 1 },
+    )
+    .await;
+    gw.signal("TERM");
+    eventually(
+        Duration::from_secs(20),
+        "the TCP routes stop accepting",
+        || async {
+            gw.log()
+                .contains("the tunnel listener and the TCP routes stopped accepting")
+        },
+    )
+    .await;
+    // Still draining (the slow request), and the socket still exists (for a new process to
+    // take over), but nothing here accepts from it any more: the connection waits in the
+    // queue until the process exits, unanswered and unaudited.
+    let mut late = tokio::net::TcpStream::connect(tcp).await.unwrap();
+    let _ = late.write_all(b"hello?").await;
+    assert!(gw.running());
+    assert_eq!(request.await.unwrap(), 200);
+    let exit = gw.wait_exit(Duration::from_secs(30));
+    assert!(exit.success(), "{exit}:\n{}", gw.log());
+    let read = tokio::time::timeout(Duration::from_secs(10), late.read(&mut buf))
+        .await
+        .expect("the connection ends with the process");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    let audited = audit_lines(&gw)
+        .into_iter()
+        .filter(|l| l["action"] == "tcp_connection")
+        .count();
+    assert_eq!(audited, 1, "a connection was accepted after the stop");
+}
