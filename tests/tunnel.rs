@@ -1197,6 +1197,20 @@ allow_destinations = ["127.0.0.0/8"]
         "upgrade with a tunnel: SaaS {saas_ok} requests, tunnel {tunnel_ok}, 0 errors; \
          the longest tunnel request on the new process took {waited:.0} ms"
     );
+
+    // And on: the new process holds the sockets in its own table, so it hands them over too.
+    let mut newer = upgrade(&new, &dir.join("upgrade.sock"), &new_text).await;
+    assert_eq!(newer.tunnel_addr, Some(tunnel));
+    assert_eq!(newer.tcp_addrs, [("acme-db".to_owned(), tcp)]);
+    let exit = new.wait_exit(Duration::from_secs(40));
+    assert!(exit.success(), "{exit}:\n{}", new.log());
+    wait_agents(&newer, "acme-dc1", &["agent-a"]).await;
+    assert_eq!(
+        get(&newer, "/acme/sonar/api/again", KEY).await,
+        (200, "via agent-a".into())
+    );
+    assert_eq!(echo_through(tcp, b"again").await, b"again");
+    assert!(newer.running(), "{}", newer.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
