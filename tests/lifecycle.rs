@@ -9,6 +9,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use support::upgrade::{upgrade, RequestLoop};
 use support::*;
 
 const KEY: &str = "acme-key";
@@ -471,37 +472,7 @@ async fn a_graceful_upgrade_drops_no_request_under_a_request_loop() {
 
     // Four clients, each a new connection per request (what a handover must not lose: the
     // accept queue), until told to stop.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let url = old.url("/r/loop");
-    let mut loops = Vec::new();
-    for _ in 0..4 {
-        let (stop, url) = (std::sync::Arc::clone(&stop), url.clone());
-        loops.push(tokio::spawn(async move {
-            let client = reqwest::Client::builder()
-                .pool_max_idle_per_host(0)
-                .timeout(Duration::from_secs(20))
-                .build()
-                .unwrap();
-            let (mut ok, mut errors) = (0u32, Vec::new());
-            // Bounded: at most 100,000 requests or until stopped.
-            for _ in 0..100_000 {
-                if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    break;
-                }
-                match client
-                    .get(&url)
-                    .header("x-portcullis-key", KEY)
-                    .send()
-                    .await
-                {
-                    Ok(resp) if resp.status() == 200 => ok += 1,
-                    Ok(resp) => errors.push(format!("status {}", resp.status())),
-                    Err(e) => errors.push(format!("{e:?}")),
-                }
-            }
-            (ok, errors)
-        }));
-    }
+    let requests = RequestLoop::start(4, &old.url("/r/loop"), KEY);
     eventually(
         Duration::from_secs(20),
         "requests through the old process",
@@ -510,32 +481,7 @@ async fn a_graceful_upgrade_drops_no_request_under_a_request_loop() {
     .await;
 
     // The new process waits on the upgrade socket; the old one hands over on SIGQUIT.
-    let starting = tokio::task::spawn_blocking({
-        let old_pid = old.pid();
-        let sock = dir.join("upgrade.sock");
-        let new_text = new_text.clone();
-        move || {
-            let (tx, rx) = std::sync::mpsc::channel();
-            let signaller = std::thread::spawn(move || {
-                // Bounded wait for the new process to listen on the upgrade socket.
-                let deadline = Instant::now() + Duration::from_secs(30);
-                while !sock.exists() && Instant::now() < deadline {
-                    if rx.try_recv().is_ok() {
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                let _ = std::process::Command::new("kill")
-                    .args(["-QUIT", &old_pid.to_string()])
-                    .status();
-            });
-            let new = GatewayProcess::upgrade_from(&new_text);
-            let _ = tx.send(());
-            signaller.join().unwrap();
-            new
-        }
-    });
-    let mut new = starting.await.unwrap();
+    let mut new = upgrade(&old, &dir.join("upgrade.sock"), &new_text).await;
     assert_eq!(
         new.addr, old.addr,
         "the new process serves the same address"
@@ -550,13 +496,7 @@ async fn a_graceful_upgrade_drops_no_request_under_a_request_loop() {
         || async { upstream.count().await >= before_exit + 40 },
     )
     .await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (mut ok, mut errors) = (0, Vec::new());
-    for l in loops {
-        let (o, e) = l.await.unwrap();
-        ok += o;
-        errors.extend(e);
-    }
+    let (ok, errors) = requests.stop().await;
     assert!(
         errors.is_empty(),
         "{} of {} requests failed: {errors:?}",

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use support::agent::{echo_server, AgentProcess, AgentSetup};
+use support::upgrade::{upgrade, RequestLoop};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -35,6 +36,8 @@ struct Gw<'a> {
     grace_ms: u64,
     /// Appended to the config.
     extra: &'a str,
+    /// Appended to `[server]`.
+    server: &'a str,
 }
 
 impl Default for Gw<'_> {
@@ -44,6 +47,7 @@ impl Default for Gw<'_> {
             acme_tokens: &[TOKEN_A, TOKEN_B],
             grace_ms: 30_000,
             extra: "",
+            server: "",
         }
     }
 }
@@ -59,6 +63,7 @@ fn gateway_config(gw: &Gw<'_>) -> String {
 [server]
 listen = ["{{LISTEN}}"]
 admin_listen = "{{ADMIN}}"
+{server}
 
 [admin]
 token_file = "{{DIR}}/admin-token"
@@ -117,6 +122,7 @@ target = "http://sonar"
         acme_tokens = acme_tokens.join(", "),
         globex_token = sha256_hex(TOKEN_GLOBEX),
         extra = gw.extra,
+        server = gw.server,
     )
 }
 
@@ -1025,4 +1031,276 @@ async fn a_gib_each_way_goes_through_the_tunnel_in_bounded_memory() {
         "gateway peak RSS {gateway_kib} KiB"
     );
     assert!(agent_kib < 64 * 1024, "agent peak RSS {agent_kib} KiB");
+}
+
+/// Sends `payload` on a connection to TCP route address `addr` and returns what comes back.
+async fn echo_through(addr: SocketAddr, payload: &[u8]) -> Vec<u8> {
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut reader, mut writer) = conn.split();
+    let write = async {
+        writer.write_all(payload).await.unwrap();
+        writer.shutdown().await.unwrap();
+    };
+    let mut echoed = Vec::new();
+    let read = async {
+        tokio::time::timeout(Duration::from_secs(30), reader.read_to_end(&mut echoed))
+            .await
+            .expect("the echo came back in time")
+            .unwrap();
+    };
+    tokio::join!(write, read);
+    echoed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_upgrade_hands_the_tunnel_and_tcp_route_listeners_over_and_the_agent_follows() {
+    let pki = Pki::new();
+    let origin = origin().await;
+    let (echo, _echo_task) = echo_server().await;
+    let saas = UpstreamBuilder::new()
+        .reply(|_| Reply::ok("saas"))
+        .start()
+        .await;
+    let tail = format!(
+        r#"
+[[tcp_routes]]
+name = "acme-db"
+listen = "{{TCP_LISTEN}}"
+tunnel = "acme-dc1"
+origin = "db"
+caller_cidrs = ["127.0.0.0/8"]
+
+[[routes]]
+name = "acme-saas"
+tenant = "acme"
+path = "/acme/saas"
+target = "{}"
+allow_destinations = ["127.0.0.0/8"]
+"#,
+        saas.url()
+    );
+    let server = "upgrade_sock = \"{DIR}/upgrade.sock\"\nshutdown_grace_seconds = 10";
+    let mut old = start_gateway(
+        &pki.cert,
+        &Gw {
+            extra: &tail,
+            server,
+            ..Gw::default()
+        },
+    );
+    let dir = old.dir.path().to_owned();
+    let tunnel = old.tunnel_addr.unwrap();
+    let tcp = old.tcp_addrs[0].1;
+    let agent = start_agent(
+        &pki,
+        &[tunnel],
+        TOKEN_A,
+        "agent-a",
+        &origins(&origin, "agent-a", Some(echo)),
+    );
+    wait_agents(&old, "acme-dc1", &["agent-a"]).await;
+    assert_eq!(echo_through(tcp, b"before").await, b"before");
+
+    // The same config on the same addresses, its audit log in the new process's directory.
+    let new_text = gateway_config(&Gw {
+        tunnel_listen: &tunnel.to_string(),
+        extra: &tail.replace("{TCP_LISTEN}", &tcp.to_string()),
+        server,
+        ..Gw::default()
+    })
+    .replace("{LISTEN}", &old.addr.to_string())
+    .replace("{ADMIN}", &old.admin_addr.to_string())
+    .replace("{DIR}/audit.jsonl", "{AUDIT}")
+    .replace("{DIR}", dir.to_str().unwrap())
+    .replace("{AUDIT}", "{DIR}/audit.jsonl");
+
+    // Requests on a SaaS route and through the tunnel, each on a new connection, across the
+    // whole handover.
+    let saas_loop = RequestLoop::start(3, &old.url("/acme/saas/x"), KEY);
+    let tunnel_loop = RequestLoop::start(2, &old.url("/acme/sonar/api/loop"), KEY);
+    eventually(
+        Duration::from_secs(20),
+        "requests through the old process",
+        || async { saas.count().await >= 20 && origin.count().await >= 10 },
+    )
+    .await;
+
+    let mut new = upgrade(&old, &dir.join("upgrade.sock"), &new_text).await;
+    // Every listener taken over, none bound afresh (that would have failed: the old process
+    // still holds them).
+    assert_eq!(new.addr, old.addr);
+    assert_eq!(new.tunnel_addr, Some(tunnel));
+    assert_eq!(new.tcp_addrs, [("acme-db".to_owned(), tcp)]);
+    let new_log = new.log();
+    for what in ["tunnel.listen", "tcp_routes.listen"] {
+        assert!(
+            new_log
+                .lines()
+                .any(|l| l.contains("taken over from the running gateway") && l.contains(what)),
+            "the new process did not take the {what} socket over:\n{new_log}"
+        );
+    }
+
+    // The old process stops accepting, closes its agent's connection once drained, and exits;
+    // the agent reconnects to the only process accepting now.
+    let exit = old.wait_exit(Duration::from_secs(40));
+    assert!(exit.success(), "{exit}:\n{}", old.log());
+    let left = audit_lines(&old)
+        .into_iter()
+        .find(|l| l["action"] == "tunnel_disconnect")
+        .unwrap_or_else(|| panic!("no disconnect audited by the old process:\n{}", old.log()));
+    assert_eq!(left["result"], "shutdown", "{left}");
+    wait_agents(&new, "acme-dc1", &["agent-a"]).await;
+    let connected = wait_audit(&new, "tunnel_connect", "success").await;
+    assert_eq!(connected["detail"]["agent_id"], "agent-a");
+
+    // Served by the new process through the tunnel, and a TCP route connection through it.
+    assert_eq!(
+        get(&new, "/acme/sonar/api/after", KEY).await,
+        (200, "via agent-a".into())
+    );
+    wait_audit_line(&new, "the request after the handover", |l| {
+        l["kind"] == "request" && l["path"] == "/acme/sonar/api/after" && l["status"] == 200
+    })
+    .await;
+    assert_eq!(echo_through(tcp, b"after").await, b"after");
+    let closed = wait_audit(&new, "tcp_connection", "closed").await;
+    assert_eq!(closed["detail"]["agent_id"], "agent-a");
+
+    // Both loops went on through the new process, without a single failure.
+    let (saas_before, tunnel_before) = (saas.count().await, origin.count().await);
+    eventually(
+        Duration::from_secs(20),
+        "requests through the new process",
+        || async {
+            saas.count().await >= saas_before + 20 && origin.count().await >= tunnel_before + 10
+        },
+    )
+    .await;
+    let (saas_ok, saas_errors) = saas_loop.stop().await;
+    let (tunnel_ok, tunnel_errors) = tunnel_loop.stop().await;
+    assert!(saas_errors.is_empty(), "SaaS route: {saas_errors:?}");
+    assert!(tunnel_errors.is_empty(), "tunnel route: {tunnel_errors:?}");
+    assert!(new.running(), "{}", new.log());
+    assert!(
+        agent.log().contains("tunnel disconnected"),
+        "{}",
+        agent.log()
+    );
+    // How long the tunnel requests that reached the new process before its agent did waited.
+    let waited = audit_lines(&new)
+        .iter()
+        .filter(|l| l["kind"] == "request" && l["path"] == "/acme/sonar/api/loop")
+        .filter_map(|l| l["duration_ms"].as_f64())
+        .fold(0.0, f64::max);
+    eprintln!(
+        "upgrade with a tunnel: SaaS {saas_ok} requests, tunnel {tunnel_ok}, 0 errors; \
+         the longest tunnel request on the new process took {waited:.0} ms"
+    );
+
+    // And on: the new process holds the sockets in its own table, so it hands them over too.
+    let mut newer = upgrade(&new, &dir.join("upgrade.sock"), &new_text).await;
+    assert_eq!(newer.tunnel_addr, Some(tunnel));
+    assert_eq!(newer.tcp_addrs, [("acme-db".to_owned(), tcp)]);
+    let exit = new.wait_exit(Duration::from_secs(40));
+    assert!(exit.success(), "{exit}:\n{}", new.log());
+    wait_agents(&newer, "acme-dc1", &["agent-a"]).await;
+    assert_eq!(
+        get(&newer, "/acme/sonar/api/again", KEY).await,
+        (200, "via agent-a".into())
+    );
+    assert_eq!(echo_through(tcp, b"again").await, b"again");
+    assert!(newer.running(), "{}", newer.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_gateway_accepts_no_more_tcp_route_connections() {
+    let pki = Pki::new();
+    // A request that holds the drain open for five seconds.
+    let slow = UpstreamBuilder::new()
+        .reply(|_| Reply {
+            delay: Duration::from_secs(5),
+            ..Reply::ok("slow")
+        })
+        .start()
+        .await;
+    let tail = format!(
+        r#"
+[[tcp_routes]]
+name = "acme-db"
+listen = "{{TCP_LISTEN}}"
+tunnel = "acme-dc1"
+origin = "db"
+caller_cidrs = ["127.0.0.0/8"]
+
+[[routes]]
+name = "acme-slow"
+tenant = "acme"
+path = "/acme/slow"
+target = "{}"
+allow_destinations = ["127.0.0.0/8"]
+"#,
+        slow.url()
+    );
+    let mut gw = start_gateway(
+        &pki.cert,
+        &Gw {
+            extra: &tail,
+            server: "shutdown_grace_seconds = 30",
+            ..Gw::default()
+        },
+    );
+    let tcp = gw.tcp_addrs[0].1;
+    // While it runs, a TCP route connection is accepted (no agent: refused and audited).
+    let mut first = tokio::net::TcpStream::connect(tcp).await.unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(first.read(&mut buf).await.unwrap_or(0), 0);
+    wait_audit(&gw, "tcp_connection", "tunnel_offline").await;
+
+    let request = tokio::spawn({
+        let url = gw.url("/acme/slow/x");
+        async move {
+            let resp = client()
+                .get(url)
+                .header("x-portcullis-key", KEY)
+                .send()
+                .await
+                .unwrap();
+            resp.status().as_u16()
+        }
+    });
+    eventually(
+        Duration::from_secs(20),
+        "the slow request at the upstream",
+        || async { slow.count().await == 1 },
+    )
+    .await;
+    gw.signal("TERM");
+    eventually(
+        Duration::from_secs(20),
+        "the TCP routes stop accepting",
+        || async {
+            gw.log()
+                .contains("the tunnel listener and the TCP routes stopped accepting")
+        },
+    )
+    .await;
+    // Still draining (the slow request), and the socket still exists (for a new process to
+    // take over), but nothing here accepts from it any more: the connection waits in the
+    // queue until the process exits, unanswered and unaudited.
+    let mut late = tokio::net::TcpStream::connect(tcp).await.unwrap();
+    let _ = late.write_all(b"hello?").await;
+    assert!(gw.running());
+    assert_eq!(request.await.unwrap(), 200);
+    let exit = gw.wait_exit(Duration::from_secs(30));
+    assert!(exit.success(), "{exit}:\n{}", gw.log());
+    let read = tokio::time::timeout(Duration::from_secs(10), late.read(&mut buf))
+        .await
+        .expect("the connection ends with the process");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    let audited = audit_lines(&gw)
+        .into_iter()
+        .filter(|l| l["action"] == "tcp_connection")
+        .count();
+    assert_eq!(audited, 1, "a connection was accepted after the stop");
 }

@@ -7,6 +7,7 @@
 #![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used)]
 
 pub mod agent;
+pub mod upgrade;
 
 use std::collections::HashMap;
 use std::convert::Infallible;

@@ -22,7 +22,7 @@ use portcullis_config::{LoadError, Snapshot};
 use crate::admin::AdminApi;
 use crate::conn::{ConnStats, ConnectionLimiter, Guarded, Listener};
 use crate::control::{ConfigSource, ListenOverrides, Reloader, Shared};
-use crate::listener::{self, BindError, Bound, InheritError, Inherited, PreBound};
+use crate::listener::{self, BindError, Bound, InheritError, Inherited, PreBound, Role};
 use crate::observe::audit::{AuditConfig, AuditLog, AuditWriter};
 use crate::observe::metrics::Metrics;
 use crate::observe::traffic::{TrafficRing, DEFAULT_TRAFFIC_CAPACITY};
@@ -30,7 +30,7 @@ use crate::observe::Recorders;
 use crate::proxy::Gateway;
 use crate::runtime::{BuildContext, BuildError, Runtime};
 use crate::secrets::{Environment, FingerprintKey, SecretUsageRegistry};
-use crate::upstream::tunnel::listener::{server_options, TunnelService};
+use crate::upstream::tunnel::listener::{server_options, OwnListener, TunnelService};
 use crate::upstream::tunnel::TunnelRegistry;
 
 mod background;
@@ -74,11 +74,6 @@ pub(crate) enum StartError {
     /// A graceful upgrade could not receive the running gateway's sockets.
     #[error("graceful upgrade: {0}")]
     Inherit(InheritError),
-    /// `--upgrade` with a tunnel listener or TCP routes, whose sockets cannot be handed over.
-    #[error(
-        "graceful upgrade: the tunnel listener and TCP routes cannot be handed over yet; restart instead (agents reconnect by themselves)"
-    )]
-    UpgradeWithTunnels,
     /// The audit log could not be opened.
     #[error("cannot open the audit log: {0}")]
     Audit(std::io::Error),
@@ -146,13 +141,6 @@ pub(crate) fn serve(
     nofile::raise_and_check(runtime.config.server.max_connections);
     warn_about_grace(&runtime.config);
 
-    if options.upgrade && (runtime.config.tunnel.is_some() || !runtime.config.tcp_routes.is_empty())
-    {
-        // The tunnel listener and the TCP routes accept outside Pingora's listener table, so
-        // the running gateway cannot hand them over: refuse before it is told to (SIGQUIT),
-        // not after, when it would already be draining.
-        return Err(StartError::UpgradeWithTunnels);
-    }
     let tunnel_options = match &runtime.config.tunnel {
         Some(t) => Some(server_options(t).map_err(|reason| {
             StartError::Build(vec![BuildError::TlsListener {
@@ -170,6 +158,14 @@ pub(crate) fn serve(
         None
     };
     let listeners = bind_listeners(&runtime.config, inherited.as_mut())?;
+    let sockets = listeners.count();
+    if sockets > listener::MAX_HANDED_OVER {
+        tracing::warn!(
+            sockets,
+            max = listener::MAX_HANDED_OVER,
+            "more listening sockets than a graceful upgrade can hand over; upgrade by restarting instead"
+        );
+    }
     if let Some(inherited) = inherited {
         inherited.close_unclaimed();
     }
@@ -185,6 +181,18 @@ pub(crate) fn serve(
         Arc::clone(&metrics),
         audit.clone(),
     ));
+    if listeners.tunnel.as_ref().is_some_and(Bound::is_inherited) {
+        // The agents are connected to the process being replaced (whose tunnel listener this
+        // is); they come here when it stops. Until then requests for their tunnels wait for
+        // them rather than fail.
+        let config = &runtime.config;
+        tunnels.expect_agents(
+            config
+                .tunnels
+                .iter()
+                .map(|t| (t.name.as_str(), config.tenants[t.tenant].id.as_str())),
+        );
+    }
     let recorders = Arc::new(Recorders {
         metrics,
         audit,
@@ -240,6 +248,19 @@ struct BoundListeners {
     report: portcullis_api::Listeners,
 }
 
+// === impl BoundListeners ===
+
+impl BoundListeners {
+    /// How many listening sockets there are.
+    fn count(&self) -> usize {
+        self.http.len()
+            + self.https.len()
+            + 1
+            + usize::from(self.tunnel.is_some())
+            + self.tcp_routes.len()
+    }
+}
+
 /// Binds (or takes over, in an upgrade) every listener of the config, reporting every address
 /// that cannot be bound.
 fn bind_listeners(
@@ -247,35 +268,47 @@ fn bind_listeners(
     mut inherited: Option<&mut Inherited>,
 ) -> Result<BoundListeners, StartError> {
     let mut errors = Vec::new();
-    let mut bind =
-        |addr, what| match listener::bind_or_inherit(addr, what, inherited.as_deref_mut()) {
-            Ok(bound) => Some(bound),
-            Err(e) => {
-                errors.push(e);
-                None
-            }
-        };
+    let mut bind = |addr, what, role| match listener::bind_or_inherit(
+        addr,
+        what,
+        role,
+        inherited.as_deref_mut(),
+    ) {
+        Ok(bound) => Some(bound),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
     let http: Vec<Bound> = config
         .server
         .listen
         .iter()
-        .filter_map(|a| bind(*a, "server.listen"))
+        .filter_map(|a| bind(*a, "server.listen", Role::Pingora))
         .collect();
     let https: Vec<(Bound, PathBuf, PathBuf)> = config
         .server
         .tls
         .iter()
-        .filter_map(|t| bind(t.listen, "server.tls").map(|b| (b, t.cert.clone(), t.key.clone())))
+        .filter_map(|t| {
+            bind(t.listen, "server.tls", Role::Pingora).map(|b| (b, t.cert.clone(), t.key.clone()))
+        })
         .collect();
-    let admin = bind(config.server.admin_listen, "server.admin_listen");
+    let admin = bind(
+        config.server.admin_listen,
+        "server.admin_listen",
+        Role::Pingora,
+    );
     let tunnel = config
         .tunnel
         .as_ref()
-        .and_then(|t| bind(t.listen, "tunnel.listen"));
+        .and_then(|t| bind(t.listen, "tunnel.listen", Role::Tunnel));
     let tcp_routes: Vec<(String, Bound)> = config
         .tcp_routes
         .iter()
-        .filter_map(|r| bind(r.listen, "tcp_routes.listen").map(|b| (r.name.clone(), b)))
+        .filter_map(|r| {
+            bind(r.listen, "tcp_routes.listen", Role::TcpRoute).map(|b| (r.name.clone(), b))
+        })
         .collect();
     match admin {
         Some(admin) if errors.is_empty() => {
@@ -421,15 +454,21 @@ fn build_server(
     admin.add_tcp(&listeners.admin.pingora_addr());
     server.add_service(PreBound::new(admin, [listeners.admin]));
 
-    let agents = listeners
-        .tunnel
-        .and_then(Bound::into_std)
-        .zip(tunnel_options);
-    let tcp_routes: Vec<(String, std::net::TcpListener)> = listeners
+    let own = |b: Bound| {
+        let (addr, key) = (b.addr, b.table_key());
+        b.into_std()
+            .map(|socket| OwnListener { key, socket })
+            .map_err(|e| StartError::Setup(format!("listening socket {addr}: {e}")))
+    };
+    let agents = match listeners.tunnel.zip(tunnel_options) {
+        Some((b, options)) => Some((own(b)?, options)),
+        None => None,
+    };
+    let tcp_routes = listeners
         .tcp_routes
         .into_iter()
-        .filter_map(|(name, b)| b.into_std().map(|s| (name, s)))
-        .collect();
+        .map(|(name, b)| own(b).map(|s| (name, s)))
+        .collect::<Result<Vec<_>, _>>()?;
     if agents.is_some() || !tcp_routes.is_empty() {
         server.add_service(TunnelService::new(
             agents,
@@ -523,6 +562,8 @@ fn run(
         phases: server.watch_execution_phase(),
         recorders: Arc::clone(&shared.recorders),
         connections: conn_stats,
+        tunnels: Arc::clone(&shared.tunnels),
+        pingora_done: false,
         grace: shared.runtime.load().config.server.shutdown_grace,
         stop_audit,
         audit_writer: Some(writer),

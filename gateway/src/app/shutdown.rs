@@ -7,6 +7,13 @@
 //! when the gateway is idle. If that has not happened when `server.shutdown_grace_seconds`
 //! is over, Pingora drops the tasks still running; each request cut that way is recorded
 //! (access line, audit line `shutdown_cut`) as its context is dropped, and Pingora returns.
+//! Once the proxy is drained, the tunnel agents' connections are closed (go-away `shutdown`,
+//! and their `tunnel_disconnect` audit lines written): the agents reconnect within their
+//! backoff (500 ms by default) to whichever gateway listens now — after `SIGQUIT`, the new
+//! process, the only one still accepting on the tunnel listener. They are closed this late so
+//! that requests through a tunnel still in flight here finish; the new process meanwhile holds
+//! its tunnel requests until the agents arrive (`TunnelRegistry::expect_agents`). TCP-route
+//! connections ride on those agent connections and end with them.
 //! Only then is the audit writer told to stop: it writes what is queued, syncs the file, and
 //! the process exits. So every request that reached the proxy has its audit line on disk.
 //! `SIGINT` skips the wait (requests in flight are cut and recorded the same way).
@@ -23,6 +30,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::conn::ConnStats;
 use crate::observe::Recorders;
+use crate::upstream::tunnel::TunnelRegistry;
 
 /// How often the drain looks at what is still open.
 const DRAIN_POLL: Duration = Duration::from_millis(10);
@@ -36,6 +44,9 @@ const STOP_ACCEPTING_LIMIT: Duration = Duration::from_secs(30);
 
 /// Past the grace period, how long Pingora may take to drop its tasks and return.
 const RUNTIME_STOP_LIMIT: Duration = Duration::from_secs(10);
+
+/// How long closing the agents' connections (go-away sent, disconnect audited) may take.
+const AGENTS_CLOSE_LIMIT: Duration = Duration::from_secs(2);
 
 /// What the orchestrator hears.
 #[derive(Debug)]
@@ -57,6 +68,10 @@ pub(super) struct Orchestrator {
     pub(super) phases: broadcast::Receiver<ExecutionPhase>,
     pub(super) recorders: Arc<Recorders>,
     pub(super) connections: Arc<ConnStats>,
+    /// The agents connected to this process, closed once the proxy has drained.
+    pub(super) tunnels: Arc<TunnelRegistry>,
+    /// Whether Pingora's `run` has returned (its tasks, agent sessions included, are gone).
+    pub(super) pingora_done: bool,
     pub(super) grace: Duration,
     pub(super) stop_audit: watch::Sender<bool>,
     pub(super) audit_writer: Option<JoinHandle<()>>,
@@ -110,6 +125,7 @@ impl Orchestrator {
                     "graceful shutdown"
                 );
                 self.drain();
+                self.close_agents();
             }
             Ok(Event::Signal(_)) => {
                 self.recorders.stopping.store(true, Ordering::Release);
@@ -162,6 +178,29 @@ impl Orchestrator {
         }
     }
 
+    /// Closes the tunnel agents' connections and waits (bounded) until each one's end is
+    /// recorded: they reconnect to the gateway that accepts now.
+    fn close_agents(&mut self) {
+        let open = self.tunnels.close_all(
+            portcullis_broker::CloseReason::Shutdown,
+            "the gateway is stopping; reconnect",
+        );
+        if open == 0 {
+            return;
+        }
+        tracing::info!(
+            agents = open,
+            "graceful shutdown: closed the tunnel agents' connections; they reconnect to the gateway that accepts now"
+        );
+        let deadline = Instant::now() + AGENTS_CLOSE_LIMIT;
+        // With Pingora ended the sessions' tasks are gone: nothing more will be recorded.
+        while !self.pingora_done && self.tunnels.registered_agents() > 0 {
+            if Instant::now() >= deadline || self.pingora_ended(DRAIN_POLL) {
+                return;
+            }
+        }
+    }
+
     /// Whether Pingora has broadcast the shutdown to its services (the listeners stop).
     fn accepting_stopped(&mut self) -> bool {
         loop {
@@ -179,14 +218,18 @@ impl Orchestrator {
     }
 
     /// Waits up to `wait` for Pingora's `run` to return; true when it has.
-    fn pingora_ended(&self, wait: Duration) -> bool {
-        match self.events.recv_timeout(wait) {
+    fn pingora_ended(&mut self, wait: Duration) -> bool {
+        if self.pingora_done {
+            return true;
+        }
+        self.pingora_done = match self.events.recv_timeout(wait) {
             Ok(Event::PingoraEnded) | Err(RecvTimeoutError::Disconnected) => true,
             Ok(Event::Signal(_)) | Err(RecvTimeoutError::Timeout) => false,
-        }
+        };
+        self.pingora_done
     }
 
-    fn wait_for_pingora(&self, deadline: Instant) {
+    fn wait_for_pingora(&mut self, deadline: Instant) {
         while Instant::now() < deadline {
             if self.pingora_ended(DRAIN_POLL) {
                 return;

@@ -208,7 +208,7 @@ impl ProxyHttp for Gateway {
             .route()
             .is_some_and(|(route, _)| route.upstream.tunnel().is_some())
         {
-            peer::tunnel_peer(ctx, &self.tunnels)
+            peer::tunnel_peer(ctx, &self.tunnels).await
         } else {
             peer::saas_peer(ctx)
         }

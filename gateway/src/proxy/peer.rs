@@ -2,7 +2,9 @@
 //! healthy ones, checked by the destination guard on its resolved address, reached from the
 //! tenant's egress address, in a connection-pool group of its own. A tunnel route's is a stream
 //! on one of the tunnel's agents, opened by the tunnel connector; with no agent the request is
-//! answered at once (502 `tunnel_offline`, or 503 `tunnel_reconnecting` within the grace).
+//! answered at once (502 `tunnel_offline`, or 503 `tunnel_reconnecting` within the grace) —
+//! except just after a graceful upgrade, when the agents are on their way from the old process
+//! and the request waits for one (within the grace and its own total timeout).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -93,9 +95,12 @@ pub(super) fn saas_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
     Ok(Box::new(peer))
 }
 
-/// Chooses the agent for the next connection attempt of a tunnel route, or refuses at once when
-/// the tunnel has none.
-pub(super) fn tunnel_peer(ctx: &mut RequestCtx, tunnels: &TunnelRegistry) -> Result<Box<HttpPeer>> {
+/// Chooses the agent for the next connection attempt of a tunnel route, or refuses when the
+/// tunnel has none (waiting first while one is expected, see [`TunnelRegistry::pick_waiting`]).
+pub(super) async fn tunnel_peer(
+    ctx: &mut RequestCtx,
+    tunnels: &TunnelRegistry,
+) -> Result<Box<HttpPeer>> {
     let rt = Arc::clone(&ctx.runtime);
     let Some(route_id) = ctx.route else {
         return Error::e_explain(ErrorType::InternalError, "no route in context");
@@ -107,7 +112,13 @@ pub(super) fn tunnel_peer(ctx: &mut RequestCtx, tunnels: &TunnelRegistry) -> Res
     };
     let tunnel = &rt.config.tunnels[tunnel];
     ctx.connect_attempts += 1;
-    let session = match tunnels.pick(&tunnel.name, &state.tenant) {
+    let limit = ctx
+        .deadline
+        .unwrap_or_else(|| Instant::now() + route.timeouts.total);
+    let session = match tunnels
+        .pick_waiting(&tunnel.name, &state.tenant, limit)
+        .await
+    {
         Pick::Agent(session) => session,
         Pick::Offline => {
             ctx.denial = Some(ErrorCode::TunnelOffline);

@@ -1,10 +1,19 @@
 //! The tunnel service: the listener agents dial, and the listeners of `[[tcp_routes]]`.
 //!
-//! Both kinds of socket are bound by `listener::bind` before Pingora starts (so their real
-//! ports are known and reported, and a port that cannot be bound stops the start). This service
-//! runs them on its own Pingora runtime: accept, then one task per connection. An agent
-//! connection runs the broker handshake against the token table of the runtime in force at that
-//! moment, and once accepted lives in the [`TunnelRegistry`] until it ends.
+//! Both kinds of socket are bound (or, in a graceful upgrade, taken over from the old process)
+//! by `listener::bind_or_inherit` before Pingora starts (so their real ports are known and
+//! reported, and a port that cannot be bound stops the start). This service runs them on its
+//! own Pingora runtime: accept, then one task per connection. An agent connection runs the
+//! broker handshake against the token table of the runtime in force at that moment, and once
+//! accepted lives in the [`TunnelRegistry`] until it ends.
+//!
+//! Graceful upgrade: at start the service puts a duplicate of each socket in Pingora's
+//! listening-socket table (`listener::share`), which Pingora sends to the new process on
+//! `SIGQUIT` with its own. When Pingora tells its services to stop (after the handover), this
+//! service stops accepting — from then on only the new process accepts on those sockets — while
+//! the connections already open carry on. The agents' connections are closed by the shutdown
+//! order once the proxy has drained (`app::shutdown`), and the agents reconnect to the new
+//! process.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,10 +37,20 @@ const MAX_PENDING_HANDSHAKES: usize = 512;
 
 /// The agent listener and the TCP route listeners, run as one Pingora service.
 pub(crate) struct TunnelService {
-    agents: Option<(std::net::TcpListener, ServerOptions)>,
-    tcp_routes: Vec<(String, std::net::TcpListener)>,
+    agents: Option<(OwnListener, ServerOptions)>,
+    tcp_routes: Vec<(String, OwnListener)>,
     cx: Arc<Context>,
     threads: usize,
+}
+
+/// A listening socket this service accepts on itself (not through Pingora's listener), with
+/// its key in the listening-socket table a graceful upgrade hands over.
+#[derive(Debug)]
+pub(crate) struct OwnListener {
+    /// `Bound::table_key`: `tunnel:ADDR` or `tcp_route:ADDR`.
+    pub(crate) key: String,
+    /// The socket, non-blocking.
+    pub(crate) socket: std::net::TcpListener,
 }
 
 /// What every connection task needs.
@@ -47,8 +66,8 @@ impl TunnelService {
     /// A service over already-bound sockets: `agents` is the `[tunnel]` listener with its
     /// handshake settings, `tcp_routes` the listener of each TCP route by route name.
     pub(crate) fn new(
-        agents: Option<(std::net::TcpListener, ServerOptions)>,
-        tcp_routes: Vec<(String, std::net::TcpListener)>,
+        agents: Option<(OwnListener, ServerOptions)>,
+        tcp_routes: Vec<(String, OwnListener)>,
         runtime: SharedRuntime,
         registry: Arc<TunnelRegistry>,
         recorders: Arc<Recorders>,
@@ -90,30 +109,48 @@ pub(crate) fn server_options(config: &TunnelListener) -> Result<ServerOptions, S
 impl Service for TunnelService {
     async fn start_service(
         &mut self,
-        _fds: Option<ListenFds>,
+        fds: Option<ListenFds>,
         mut shutdown: ShutdownWatch,
         _listeners_per_fd: usize,
     ) {
-        if let Some((socket, options)) = self.agents.take() {
-            match tokio::net::TcpListener::from_std(socket) {
-                Ok(listener) => {
-                    tokio::spawn(accept_agents(listener, options, Arc::clone(&self.cx)));
-                }
+        let mut accepting = Vec::new();
+        if let Some((own, options)) = self.agents.take() {
+            match prepare(own, fds.as_ref()) {
+                Ok(listener) => accepting.push(tokio::spawn(accept_agents(
+                    listener,
+                    options,
+                    Arc::clone(&self.cx),
+                ))),
                 Err(e) => tracing::error!(error = %e, "cannot use the tunnel listener socket"),
             }
         }
-        for (name, socket) in self.tcp_routes.drain(..) {
-            match tokio::net::TcpListener::from_std(socket) {
+        for (name, own) in self.tcp_routes.drain(..) {
+            match prepare(own, fds.as_ref()) {
                 Ok(listener) => {
-                    tokio::spawn(tcp::accept(listener, name, Arc::clone(&self.cx)));
+                    accepting.push(tokio::spawn(tcp::accept(
+                        listener,
+                        name,
+                        Arc::clone(&self.cx),
+                    )));
                 }
                 Err(e) => {
                     tracing::error!(route = %name, error = %e, "cannot use the TCP route socket")
                 }
             }
         }
-        // Connections keep running through the drain; the process exit ends them.
+        // Pingora says stop after it has handed the sockets over (an upgrade) or at once
+        // (SIGTERM): stop accepting, as its own listeners do, so that after a handover only the
+        // new process accepts. Dropping the accept loops closes this process's descriptors; the
+        // sockets stay open in Pingora's table (and in the new process). Connections already
+        // accepted keep running through the drain.
         let _ = shutdown.changed().await;
+        for task in &accepting {
+            task.abort();
+        }
+        for task in accepting {
+            let _ = task.await;
+        }
+        tracing::info!("the tunnel listener and the TCP routes stopped accepting");
     }
 
     fn name(&self) -> &str {
@@ -125,7 +162,19 @@ impl Service for TunnelService {
     }
 }
 
-/// Accepts agent connections until the listener fails.
+/// Shares `own` with Pingora's listening-socket table (when there is one) so a graceful upgrade
+/// hands it over, and makes it a tokio listener.
+fn prepare(own: OwnListener, fds: Option<&ListenFds>) -> std::io::Result<tokio::net::TcpListener> {
+    if let Some(fds) = fds {
+        if let Err(e) = crate::listener::share(fds, own.key.clone(), &own.socket) {
+            // Serving matters more: the socket is only missing from a future handover.
+            tracing::error!(key = %own.key, error = %e, "cannot share the socket for a graceful upgrade: a new process could not take it over");
+        }
+    }
+    tokio::net::TcpListener::from_std(own.socket)
+}
+
+/// Accepts agent connections until the task is stopped.
 async fn accept_agents(
     listener: tokio::net::TcpListener,
     options: ServerOptions,

@@ -2,7 +2,8 @@
 //! APIs and ports through them.
 //!
 //! - [`listener`]: the tunnel listener service. It accepts TLS (or, when configured,
-//!   plaintext) connections on a socket bound before Pingora starts, runs the broker handshake
+//!   plaintext) connections on a socket bound before Pingora starts (or taken over from the
+//!   old process in a graceful upgrade, and handed on in the next), runs the broker handshake
 //!   against the token table of the runtime in force ([`TunnelTokens`]), and hands each agent
 //!   session to the registry until it ends.
 //! - [`registry`]: the live agent sessions of every tunnel. It picks the agent a new upstream

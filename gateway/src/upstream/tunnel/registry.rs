@@ -9,6 +9,15 @@
 //!
 //! There is no shared state between gateway instances: an agent keeps one connection to every
 //! gateway it is given, so each instance's registry holds the agents connected to it.
+//!
+//! A process started by a graceful upgrade that took the tunnel listener over begins with
+//! every tunnel *expected* ([`TunnelRegistry::expect_agents`]): the agents are still connected
+//! to the old process, which closes their connections when it stops, and they reconnect to
+//! this one. Until the first agent
+//! of a tunnel arrives, or the reconnect grace runs out, a request for it waits for the agent
+//! ([`TunnelRegistry::pick_waiting`]) instead of failing — the handover is invisible to callers.
+//! Outside a handover a tunnel without agents answers at once, as before: 503 reconnecting
+//! within the grace after its last agent left, 502 offline otherwise.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -18,6 +27,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use portcullis_broker::server::AgentSession;
 use portcullis_broker::CloseReason;
+use tokio::sync::Notify;
 
 use crate::observe::audit::{AdminRecord, AuditLog};
 use crate::observe::metrics::{Metrics, TunnelSample};
@@ -37,6 +47,8 @@ pub(crate) struct TunnelRegistry {
     next: AtomicUsize,
     /// How long a tunnel whose agents all left answers "reconnecting".
     grace: Duration,
+    /// Woken whenever an agent registers (requests waiting for an expected tunnel).
+    registered: Notify,
     metrics: Arc<Metrics>,
     audit: AuditLog,
 }
@@ -76,6 +88,9 @@ struct LiveTunnel {
     agents: Vec<LiveAgent>,
     /// When the last agent left, if it did not leave because its token was revoked.
     last_left: Option<Instant>,
+    /// Until when agents are expected though none has connected to this process yet (a
+    /// graceful upgrade: they come over from the old process).
+    expected_until: Option<Instant>,
     /// Agent ids seen since the process started (bounded), to count reconnects.
     seen: Arc<std::collections::HashSet<String>>,
     /// Bytes of sessions that have ended, so the exported counters never go down.
@@ -104,6 +119,7 @@ impl TunnelRegistry {
             live: ArcSwap::from_pointee(Live::default()),
             next: AtomicUsize::new(0),
             grace,
+            registered: Notify::new(),
             metrics,
             audit,
         }
@@ -139,16 +155,107 @@ impl TunnelRegistry {
         if let Some((session, _)) = best {
             return Pick::Agent(session.clone());
         }
-        match entry.last_left {
-            Some(left) if left.elapsed() < self.grace => {
-                let remaining = self.grace.saturating_sub(left.elapsed());
-                let seconds = remaining.as_secs().clamp(1, MAX_RETRY_AFTER_SECONDS);
+        let now = Instant::now();
+        let expected = entry
+            .expected_until
+            .filter(|until| *until > now && *entry.tenant == *tenant);
+        let reconnecting = entry
+            .last_left
+            .map(|left| left + self.grace)
+            .filter(|until| *until > now);
+        match expected.max(reconnecting) {
+            Some(until) => {
+                let seconds = (until - now).as_secs().clamp(1, MAX_RETRY_AFTER_SECONDS);
                 Pick::Reconnecting {
                     retry_after: Duration::from_secs(seconds),
                 }
             }
-            _ => Pick::Offline,
+            None => Pick::Offline,
         }
+    }
+
+    /// As [`TunnelRegistry::pick`], but while the tunnel is *expected* (a graceful upgrade,
+    /// before its first agent arrives here) waits for an agent, until `limit` or the end of
+    /// the reconnect grace, whichever comes first. A tunnel that had agents in this process
+    /// and lost them answers at once.
+    pub(crate) async fn pick_waiting(&self, tunnel: &str, tenant: &str, limit: Instant) -> Pick {
+        // Bounded: each turn ends in an answer, a registration, or one of two deadlines.
+        loop {
+            let notified = self.registered.notified();
+            tokio::pin!(notified);
+            // Registered before looking, so an agent arriving in between is not missed.
+            notified.as_mut().enable();
+            let pick = self.pick(tunnel, tenant);
+            if !matches!(pick, Pick::Reconnecting { .. }) {
+                return pick;
+            }
+            let Some(until) = self.expected_until(tunnel) else {
+                return pick;
+            };
+            let wake = until.min(limit);
+            if Instant::now() >= wake {
+                return pick;
+            }
+            tokio::select! {
+                () = &mut notified => {}
+                () = tokio::time::sleep_until(wake.into()) => {}
+            }
+        }
+    }
+
+    /// When `tunnel` stops being expected, while it is.
+    fn expected_until(&self, tunnel: &str) -> Option<Instant> {
+        let live = self.live.load();
+        let until = live.tunnels.get(tunnel)?.expected_until?;
+        (until > Instant::now()).then_some(until)
+    }
+
+    /// Marks `tunnels` (name, tenant) as expected for the reconnect grace: this process took
+    /// over from one whose agents reconnect here once it stops (`run --upgrade`).
+    pub(crate) fn expect_agents<'a>(&self, tunnels: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        let until = Instant::now() + self.grace;
+        let tunnels: Vec<(&str, &str)> = tunnels.into_iter().collect();
+        self.live.rcu(|live| {
+            let mut live = Live::clone(live);
+            for &(tunnel, tenant) in &tunnels {
+                live.tunnels.insert(
+                    Arc::from(tunnel),
+                    LiveTunnel {
+                        tenant: Arc::from(tenant),
+                        agents: Vec::new(),
+                        last_left: None,
+                        expected_until: Some(until),
+                        seen: Arc::default(),
+                        retired: Arc::default(),
+                    },
+                );
+            }
+            live
+        });
+    }
+
+    /// Closes every agent connection with `reason` (the gateway is stopping: its agents
+    /// reconnect to whichever gateway listens next). Returns how many were open.
+    pub(crate) fn close_all(&self, reason: CloseReason, message: &str) -> usize {
+        let live = self.live.load();
+        let mut closed = 0;
+        for agent in live.tunnels.values().flat_map(|t| &t.agents) {
+            if !agent.session.is_closed() {
+                closed += 1;
+            }
+            agent.session.close(reason, message);
+        }
+        closed
+    }
+
+    /// Agent sessions still registered (an ended session leaves once its end is recorded).
+    pub(crate) fn registered_agents(&self) -> usize {
+        self.live
+            .load()
+            .tunnels
+            .values()
+            .map(|t| t.agents.len())
+            .sum()
     }
 
     /// Adds a session that authenticated with the token hashed `token`. Audits the connect and
@@ -166,6 +273,7 @@ impl TunnelRegistry {
                     tenant: Arc::from(info.tenant.as_str()),
                     agents: Vec::new(),
                     last_left: None,
+                    expected_until: None,
                     seen: Arc::default(),
                     retired: Arc::default(),
                 });
@@ -184,8 +292,11 @@ impl TunnelRegistry {
                 session: session.clone(),
                 token,
             });
+            // Arrived: from now on the tunnel follows the ordinary rules.
+            entry.expected_until = None;
             live
         });
+        self.registered.notify_waiters();
         if reconnect {
             self.metrics
                 .tunnels()
@@ -333,8 +444,10 @@ impl TunnelRegistry {
                     .filter(|a| !a.session.is_closed())
                     .map(|a| a.session.clone())
                     .collect();
-                let reconnecting =
-                    agents.is_empty() && entry.last_left.is_some_and(|l| l.elapsed() < self.grace);
+                let now = Instant::now();
+                let reconnecting = agents.is_empty()
+                    && (entry.last_left.is_some_and(|l| l.elapsed() < self.grace)
+                        || entry.expected_until.is_some_and(|u| u > now));
                 TunnelView {
                     agents,
                     reconnecting,

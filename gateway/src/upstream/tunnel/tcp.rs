@@ -31,7 +31,7 @@ struct Outcome {
     bytes_out: u64,
 }
 
-/// Accepts the connections of TCP route `name` until the listener fails.
+/// Accepts the connections of TCP route `name` until the task is stopped.
 pub(super) async fn accept(listener: TcpListener, name: String, cx: Arc<Context>) {
     let name: Arc<str> = Arc::from(name);
     loop {
@@ -70,7 +70,9 @@ async fn serve(mut client: TcpStream, peer: SocketAddr, name: &str, cx: &Context
     }
     let tunnel = &runtime.config.tunnels[route.tunnel];
     let tenant = runtime.config.tenants[tunnel.tenant].id.as_str();
-    let session = match cx.registry.pick(&tunnel.name, tenant) {
+    // Just after a graceful upgrade the agents are on their way from the old process: wait.
+    let limit = Instant::now() + OPEN_TIMEOUT;
+    let session = match cx.registry.pick_waiting(&tunnel.name, tenant, limit).await {
         Pick::Agent(session) => session,
         Pick::Offline => return fail("tunnel_offline", "no agent is connected".into()),
         Pick::Reconnecting { .. } => {

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use portcullis_broker::agent::{self, AgentConfig};
 use portcullis_broker::server::{self, ServerOptions, StaticTokens, TunnelGrant};
@@ -164,4 +164,97 @@ async fn a_closed_session_is_never_picked_even_before_it_is_unregistered() {
     for _ in 0..4 {
         assert_eq!(agent_of(registry.pick("acme-dc1", "acme")), "agent-b");
     }
+}
+
+#[tokio::test]
+async fn after_an_upgrade_a_request_waits_for_the_expected_agent_then_tunnels_answer_at_once() {
+    let mut h = Harness::new().await;
+    let registry = Arc::new(registry(Duration::from_secs(30)));
+    registry.expect_agents([("acme-dc1", "acme")]);
+    assert!(registry.view("acme-dc1").reconnecting);
+    // Without waiting: reconnecting, as the admin API shows it.
+    assert!(matches!(
+        registry.pick("acme-dc1", "acme"),
+        Pick::Reconnecting { .. }
+    ));
+    // Another tenant never waits for this tunnel's agents.
+    assert!(matches!(
+        registry
+            .pick_waiting(
+                "acme-dc1",
+                "globex",
+                Instant::now() + Duration::from_secs(30)
+            )
+            .await,
+        Pick::Offline
+    ));
+    // A request whose own deadline comes first gets 503 reconnecting at its deadline.
+    let limit = Instant::now() + Duration::from_millis(50);
+    assert!(matches!(
+        registry.pick_waiting("acme-dc1", "acme", limit).await,
+        Pick::Reconnecting { .. }
+    ));
+    assert!(Instant::now() >= limit);
+
+    // A request waiting when the agent arrives gets that agent.
+    let waiting = tokio::spawn({
+        let registry = Arc::clone(&registry);
+        async move {
+            registry
+                .pick_waiting("acme-dc1", "acme", Instant::now() + Duration::from_secs(30))
+                .await
+        }
+    });
+    let a = h.session("agent-a").await;
+    registry.register(&a, server::token_sha256(TOKEN));
+    let picked = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the waiting request got its agent")
+        .unwrap();
+    assert_eq!(agent_of(picked), "agent-a");
+
+    // Arrived once: losing it is the ordinary "reconnecting", answered at once.
+    registry.unregister(&a, CloseReason::ConnectionLost, "test");
+    let started = Instant::now();
+    assert!(matches!(
+        registry
+            .pick_waiting("acme-dc1", "acme", Instant::now() + Duration::from_secs(30))
+            .await,
+        Pick::Reconnecting { .. }
+    ));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn an_expected_tunnel_whose_agent_never_comes_is_offline_after_the_grace() {
+    let registry = registry(Duration::from_millis(100));
+    registry.expect_agents([("acme-dc1", "acme")]);
+    assert!(matches!(
+        registry
+            .pick_waiting("acme-dc1", "acme", Instant::now() + Duration::from_secs(30))
+            .await,
+        Pick::Offline
+    ));
+    assert!(!registry.view("acme-dc1").reconnecting);
+}
+
+#[tokio::test]
+async fn close_all_ends_every_agent_connection() {
+    let mut h = Harness::new().await;
+    let registry = registry(Duration::from_secs(30));
+    let a = h.session("agent-a").await;
+    let b = h.session("agent-b").await;
+    registry.register(&a, server::token_sha256(TOKEN));
+    registry.register(&b, server::token_sha256(TOKEN));
+    assert_eq!(registry.registered_agents(), 2);
+    assert_eq!(registry.close_all(CloseReason::Shutdown, "stopping"), 2);
+    for session in [&a, &b] {
+        let (reason, _) = tokio::time::timeout(Duration::from_secs(10), session.closed())
+            .await
+            .unwrap();
+        assert_eq!(reason, CloseReason::Shutdown);
+        registry.unregister(session, reason, "stopping");
+    }
+    assert_eq!(registry.registered_agents(), 0);
+    assert_eq!(registry.close_all(CloseReason::Shutdown, "stopping"), 0);
 }
