@@ -14,7 +14,9 @@
 #
 # Environment: FUZZ_SANITIZER (default none: the fuzzed crates forbid unsafe code, and
 # `address` halves throughput), FUZZ_NICE (default 19), FUZZ_TIMEOUT (seconds per input,
-# default 10), FUZZ_RSS_MB (default 2048).
+# default 10), FUZZ_RSS_MB (default 2048), FUZZ_CPU_SECONDS (stop once the fuzzer has used this
+# much CPU time, before SECONDS of wall time if the machine is shared: several targets can then
+# run side by side and each still gets its full budget of CPU; the summary reports cpu_seconds).
 set -euo pipefail
 
 usage() {
@@ -83,9 +85,33 @@ if ! nice -n "$nice_level" cargo fuzz build --fuzz-dir "$fuzz_dir" -s "$sanitize
     exit 1
 fi
 
+# CPU time (user + system, seconds) of the libFuzzer process under cargo's pid $1, or empty.
+fuzzer_cpu_seconds() {
+    local child stat
+    child=$(pgrep -P "$1" | head -n 1) || return 0
+    stat=$(cat "/proc/$child/stat" 2>/dev/null) || return 0
+    # Fields 14 and 15 are utime and stime in clock ticks; the command name (field 2) may hold
+    # spaces, so count from after its closing parenthesis.
+    awk -v ticks="$(getconf CLK_TCK)" '{ print int(($12 + $13) / ticks) }' <<<"${stat##*) }"
+}
+
 start=$(date +%s)
 set +e
-"${fuzz[@]}" "$work" "${seeds[@]}" -- "${args[@]}" "$@" >>"$log" 2>&1
+"${fuzz[@]}" "$work" "${seeds[@]}" -- "${args[@]}" "$@" >>"$log" 2>&1 &
+cargo_pid=$!
+cpu=""
+while kill -0 "$cargo_pid" 2>/dev/null; do
+    used=$(fuzzer_cpu_seconds "$cargo_pid")
+    [ -n "$used" ] && cpu=$used
+    if [ -n "${FUZZ_CPU_SECONDS:-}" ] && [ -n "$used" ] && [ "$used" -ge "$FUZZ_CPU_SECONDS" ]; then
+        # libFuzzer's SIGUSR1 handler finishes the current input, prints its final stats and
+        # exits 0, the same way -max_total_time ends a run.
+        pkill -USR1 -P "$cargo_pid"
+        break
+    fi
+    sleep 1
+done
+wait "$cargo_pid"
 status=$?
 set -e
 elapsed=$(($(date +%s) - start))
@@ -112,5 +138,5 @@ else
     grep -E -A 20 "panicked at|ERROR: libFuzzer" "$log" | head -n 60 >&2 || tail -n 40 "$log" >&2
     result="$kind artifact=${artifact:-?} reproduce='fuzz/run.sh $target ${artifact:-ARTIFACT}'"
 fi
-echo "fuzz-summary target=$target seconds=$elapsed execs=${execs:-0} exec_per_sec=${rate:-0} cov=${cov:-?} ft=${ft:-?} corpus=$corpus result=$result log=${log#"$root"/}"
+echo "fuzz-summary target=$target seconds=$elapsed cpu_seconds=${cpu:-?} execs=${execs:-0} exec_per_sec=${rate:-0} cov=${cov:-?} ft=${ft:-?} corpus=$corpus result=$result log=${log#"$root"/}"
 [ "$status" -eq 0 ]
