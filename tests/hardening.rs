@@ -692,6 +692,7 @@ async fn framing_and_smuggling_probes_are_refused_and_never_desync_the_upstream(
         ("NUL in header", format!("GET /r/a HTTP/1.1\r\nHost: gw\r\nX-A: a\0b\r\n\r\n{smuggled}")),
     ];
     assert_eq!(probes.len(), 18);
+    let mut bad_requests = 0;
     for (name, probe) in probes {
         let mut conn = TcpStream::connect(gw.addr).await.unwrap();
         conn.write_all(probe.as_bytes()).await.unwrap();
@@ -703,7 +704,35 @@ async fn framing_and_smuggling_probes_are_refused_and_never_desync_the_upstream(
             answer.matches("HTTP/1.1 ").count() <= 1,
             "{name}: two responses on one connection:\n{answer}"
         );
+        // Every refusal is the gateway's JSON error, also where Pingora refused the head
+        // before any of the proxy's code ran (it answers a bare 400 of its own).
+        if let Some((head, body)) = answer.split_once("\r\n\r\n") {
+            assert!(!head.contains("Server: Pingora"), "{name}: {answer}");
+            if head.starts_with("HTTP/1.1 400 ") {
+                assert!(
+                    head.contains("content-type: application/json"),
+                    "{name}: {answer}"
+                );
+                assert_eq!(json(body)["error"], "bad_request", "{name}: {answer}");
+                bad_requests += 1;
+            }
+        }
     }
+    // Pingora refuses most of these at parse time; each such refusal has its access line and
+    // is counted.
+    assert!(bad_requests >= 10, "only {bad_requests} probes got a 400");
+    eventually(
+        Duration::from_secs(20),
+        "the access line of every malformed head",
+        || async {
+            gw.log()
+                .matches("status=400 denial=\"bad_request\"")
+                .count()
+                >= bad_requests
+        },
+    )
+    .await;
+    assert!(gw.metric("portcullis_malformed_requests_total").await >= 1.0);
     let seen: Vec<String> = upstream
         .requests()
         .await
@@ -742,6 +771,17 @@ async fn ssrf_through_absolute_form_connect_and_userinfo_and_traversal_stay_refu
     for path in upstream.requests().await.iter().map(|r| r.uri.clone()) {
         assert!(!path.contains(&target.to_string()), "{path}");
     }
+    // A CONNECT whose target contradicts its Host is refused by Pingora's parser: with the
+    // gateway's JSON error all the same.
+    let (status, text) = raw_request(
+        gw.addr,
+        &format!("CONNECT {target} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(status, 400, "{text}");
+    assert!(
+        text.contains(r#"{"error":"bad_request","request_id":""#),
+        "{text}"
+    );
     // The ninth traversal encoding (tests/proxy.rs has eight): uppercase %2E%2E.
     let (status, text) = raw_request(
         gw.addr,

@@ -401,7 +401,7 @@ fn build_server(
             limiter.clone(),
             Arc::clone(conn_stats),
             Arc::clone(&shared.runtime),
-            connections.header_timeouts.clone(),
+            connections.clone(),
         ),
     );
     // Limits before TLS: in the accept loop, then (TLS listeners) before the handshake.
@@ -447,7 +447,7 @@ fn build_server(
             admin_limiter.clone(),
             admin_stats,
             Arc::clone(&shared.runtime),
-            admin_connections.header_timeouts.clone(),
+            admin_connections.clone(),
         ),
     );
     admin.set_connection_filter(Arc::new(admin_limiter));

@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
-use prometheus::IntCounter;
 
 use super::{ConnStats, ConnectionLimiter, GuardedStream};
+use crate::observe::metrics::ConnectionMetrics;
 use crate::runtime::SharedRuntime;
 
 /// How often a stop looks again for connections still waiting for their first request.
@@ -23,28 +23,28 @@ pub(crate) struct Guarded<A> {
     limiter: ConnectionLimiter,
     stats: Arc<ConnStats>,
     runtime: SharedRuntime,
-    timeouts: IntCounter,
+    metrics: ConnectionMetrics,
 }
 
 // === impl Guarded ===
 
 impl<A> Guarded<A> {
     /// `app`, guarded: `limiter` counts plain-listener connections here (TLS ones before their
-    /// handshake), head deadlines come from `runtime` at each accept, timeouts count in
-    /// `timeouts`.
+    /// handshake), head deadlines come from `runtime` at each accept, head timeouts and
+    /// malformed heads count in `metrics`.
     pub(crate) fn new(
         app: Arc<A>,
         limiter: ConnectionLimiter,
         stats: Arc<ConnStats>,
         runtime: SharedRuntime,
-        timeouts: IntCounter,
+        metrics: ConnectionMetrics,
     ) -> Self {
         Self {
             app,
             limiter,
             stats,
             runtime,
-            timeouts,
+            metrics,
         }
     }
 }
@@ -70,7 +70,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
             stream,
             head_timeout,
             Arc::clone(&self.stats),
-            self.timeouts.clone(),
+            &self.metrics,
             guard,
         );
         self.app.process_new(Box::new(stream), shutdown).await

@@ -15,6 +15,15 @@
 //!
 //! The phase is an atomic because the proxy reaches the stream through `&dyn IO` (Pingora's
 //! `ServerSession::stream()`); it is only ever written by the task that owns the connection.
+//!
+//! The stream also answers for Pingora when Pingora refuses a head it cannot parse (framing,
+//! header syntax, a `Host` that contradicts the request target). Pingora 0.9 writes a bare
+//! `400` with no body and no hook to change it (cloudflare/pingora#919), before any of the
+//! proxy's code runs. Such a write is recognisable: it is the only response that can go out
+//! while a head is still being received (the head phase; every answer of the proxy and the
+//! admin API comes after [`GuardedStream::head_received`]). It is replaced by the gateway's JSON
+//! `bad_request` error, with a request id, an access line and a count in
+//! `portcullis_malformed_requests_total`.
 
 use std::fmt;
 use std::future::Future;
@@ -39,6 +48,8 @@ use tokio::time::Sleep;
 
 use super::limits::ConnectionGuard;
 use super::ConnStats;
+use crate::observe::access;
+use crate::observe::metrics::ConnectionMetrics;
 use crate::outcome::ErrorCode;
 
 const HEAD: u8 = 0;
@@ -48,6 +59,9 @@ const OPEN: u8 = 3;
 
 /// The HTTP/2 connection preface a client sends first (RFC 9113 section 3.4).
 const H2_PREFACE_LEN: usize = 24;
+
+/// How Pingora's answer to a head it refused starts (`HttpSession::respond_error(400)`).
+const PINGORA_BAD_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\n";
 
 /// A downstream stream with a total deadline on each request head. See the module docs.
 pub(crate) struct GuardedStream {
@@ -66,6 +80,9 @@ pub(crate) struct GuardedStream {
     fresh: AtomicBool,
     stats: Arc<ConnStats>,
     timeouts: IntCounter,
+    malformed: IntCounter,
+    /// Our answer to a head Pingora refused, once Pingora has started writing its own.
+    rejection: Option<Rejection>,
     /// The limiter's count of this connection, on plain listeners (TLS listeners keep it in
     /// the L4 stream, from before the handshake).
     _guard: Option<ConnectionGuard>,
@@ -75,12 +92,13 @@ pub(crate) struct GuardedStream {
 
 impl GuardedStream {
     /// Wraps a connection's stream, in the head phase for its first request. The deadline
-    /// counts from the TCP accept (so a slow TLS handshake eats into it).
+    /// counts from the TCP accept (so a slow TLS handshake eats into it). Head timeouts and
+    /// malformed heads are counted in `metrics`.
     pub(crate) fn new(
         inner: Stream,
         head_timeout: Duration,
         stats: Arc<ConnStats>,
-        timeouts: IntCounter,
+        metrics: &ConnectionMetrics,
         guard: Option<ConnectionGuard>,
     ) -> Self {
         let now = Instant::now();
@@ -98,7 +116,9 @@ impl GuardedStream {
             timer: None,
             fresh: AtomicBool::new(true),
             stats,
-            timeouts,
+            timeouts: metrics.header_timeouts.clone(),
+            malformed: metrics.malformed_requests.clone(),
+            rejection: None,
             _guard: guard,
         }
     }
@@ -194,7 +214,7 @@ impl GuardedStream {
             return Ok(());
         }
         if !h2 {
-            let response = request_timeout_response();
+            let response = error_response(ErrorCode::RequestTimeout, &new_request_id());
             if let Poll::Ready(Ok(n)) = Pin::new(&mut self.inner).poll_write(cx, &response) {
                 if n == response.len() {
                     let _ = Pin::new(&mut self.inner).poll_flush(cx);
@@ -208,15 +228,72 @@ impl GuardedStream {
     }
 }
 
-/// The 408 written when a head times out: the same JSON error body as every other refusal,
-/// with a request id of its own (there is no parsed request to take one from).
-fn request_timeout_response() -> Vec<u8> {
-    let code = ErrorCode::RequestTimeout;
-    let request_id = format!("{:032x}", rand::random::<u128>());
-    let body = code.body(None, None, &request_id);
+/// Whether `buf` is the start of Pingora's answer to a head it refused: a `400` written while
+/// a head is being received (see the module docs). Not in the idle phase: the admin API marks
+/// its request done before Pingora writes its answer, which may be a `400` of its own. (So a
+/// malformed head pipelined behind a request, arriving in the same read, keeps Pingora's bare
+/// answer.)
+fn is_pingora_rejection(phase: u8, buf: &[u8]) -> bool {
+    phase == HEAD && buf.starts_with(PINGORA_BAD_REQUEST)
+}
+
+/// Our answer to a head Pingora refused, and how much of it has been written.
+struct Rejection {
+    response: Vec<u8>,
+    written: usize,
+}
+
+impl GuardedStream {
+    /// Writes our `bad_request` answer in place of Pingora's; reports every byte Pingora gives
+    /// (`swallowed`) as written, so Pingora finishes its response and closes the connection.
+    fn poll_write_rejection(
+        &mut self,
+        cx: &mut Context<'_>,
+        swallowed: usize,
+    ) -> Poll<io::Result<usize>> {
+        if self.rejection.is_none() {
+            self.phase.store(OPEN, Ordering::Relaxed);
+            self.settle();
+            self.malformed.inc();
+            let request_id = new_request_id();
+            access::log_malformed(&request_id);
+            self.rejection = Some(Rejection {
+                response: error_response(ErrorCode::BadRequest, &request_id),
+                written: 0,
+            });
+        }
+        if let Some(rejection) = self.rejection.as_mut() {
+            while rejection.written < rejection.response.len() {
+                let rest = &rejection.response[rejection.written..];
+                let n = ready!(Pin::new(&mut self.inner).poll_write(cx, rest))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                rejection.written += n;
+            }
+        }
+        Poll::Ready(Ok(swallowed))
+    }
+}
+
+/// A request id for an answer the connection layer writes itself (there is no parsed request
+/// to take one from): the same form as the proxy's.
+fn new_request_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// A complete HTTP/1.1 error response the connection layer writes itself (a head timeout, a
+/// malformed head): the same JSON error body as every other refusal, then the connection
+/// closes.
+fn error_response(code: ErrorCode, request_id: &str) -> Vec<u8> {
+    let status = code.status();
+    let reason = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    let body = code.body(None, None, request_id);
     let mut out = format!(
-        "HTTP/1.1 {} Request Timeout\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-request-id: {request_id}\r\nconnection: close\r\n\r\n",
-        code.status(),
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-request-id: {request_id}\r\nconnection: close\r\n\r\n",
         body.len()
     )
     .into_bytes();
@@ -275,7 +352,12 @@ impl AsyncWrite for GuardedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        if this.rejection.is_some() || is_pingora_rejection(this.phase.load(Ordering::Relaxed), buf)
+        {
+            return this.poll_write_rejection(cx, buf.len());
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -291,7 +373,18 @@ impl AsyncWrite for GuardedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let first = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map_or(&[][..], |b| &b[..]);
+        if this.rejection.is_some()
+            || is_pingora_rejection(this.phase.load(Ordering::Relaxed), first)
+        {
+            let total = bufs.iter().map(|b| b.len()).sum();
+            return this.poll_write_rejection(cx, total);
+        }
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -6,25 +6,45 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pingora::protocols::Stream;
-use prometheus::IntCounter;
+use prometheus::{IntCounter, IntGauge};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 use super::*;
+use crate::observe::metrics::ConnectionMetrics;
 
 const HEAD_TIMEOUT: Duration = Duration::from_millis(300);
 
+fn metrics() -> ConnectionMetrics {
+    ConnectionMetrics {
+        active: IntGauge::new("a", "a").unwrap(),
+        rejected_total: IntCounter::new("r", "r").unwrap(),
+        rejected_per_ip: IntCounter::new("p", "p").unwrap(),
+        header_timeouts: IntCounter::new("t", "t").unwrap(),
+        malformed_requests: IntCounter::new("m", "m").unwrap(),
+    }
+}
+
+/// A guarded stream, the client's end, and the head-timeout counter.
 fn guarded(stats: &Arc<ConnStats>) -> (GuardedStream, DuplexStream, IntCounter) {
+    let (stream, client, metrics) = guarded_with(stats);
+    (stream, client, metrics.header_timeouts)
+}
+
+fn guarded_with(stats: &Arc<ConnStats>) -> (GuardedStream, DuplexStream, ConnectionMetrics) {
     let (server, client) = tokio::io::duplex(64 * 1024);
-    let timeouts = IntCounter::new("t", "t").unwrap();
+    let metrics = metrics();
     let stream = GuardedStream::new(
         Box::new(server) as Stream,
         HEAD_TIMEOUT,
         Arc::clone(stats),
-        timeouts.clone(),
+        &metrics,
         None,
     );
-    (stream, client, timeouts)
+    (stream, client, metrics)
 }
+
+/// Pingora's answer to a head it cannot parse (`respond_error(400)`), as it writes it.
+const PINGORA_400: &[u8] = b"HTTP/1.1 400 Bad Request\r\nServer: Pingora\r\nDate: Wed, 25 Nov 2026 01:10:29 GMT\r\nContent-Length: 0\r\nCache-Control: private, no-store\r\nConnection: close\r\n\r\n";
 
 /// Reads until `n` bytes arrived, the stream ends or fails.
 async fn read_n(stream: &mut GuardedStream, n: usize) -> io::Result<Vec<u8>> {
@@ -141,4 +161,88 @@ async fn on_keep_alive_the_next_deadline_starts_at_the_next_first_byte() {
         "cut after {elapsed:?}: the deadline started before the head did"
     );
     assert_eq!(timeouts.get(), 1);
+}
+
+#[tokio::test]
+async fn pingoras_bare_400_for_an_unparseable_head_becomes_our_json_error() {
+    let stats = Arc::new(ConnStats::default());
+    let (mut stream, mut client, metrics) = guarded_with(&stats);
+    client
+        .write_all(b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n")
+        .await
+        .unwrap();
+    read_n(&mut stream, 10).await.unwrap();
+    // Pingora refuses the head and writes its 400 in two parts, then closes.
+    stream.write_all(&PINGORA_400[..30]).await.unwrap();
+    stream.write_all(&PINGORA_400[30..]).await.unwrap();
+    stream.shutdown().await.unwrap();
+    drop(stream);
+    let mut answer = String::new();
+    client.read_to_string(&mut answer).await.unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{answer}"
+    );
+    assert!(!answer.contains("Pingora"), "{answer}");
+    assert!(
+        answer.contains("content-type: application/json\r\n"),
+        "{answer}"
+    );
+    assert!(answer.contains("connection: close\r\n"), "{answer}");
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    let body: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["error"], "bad_request", "{answer}");
+    let request_id = body["request_id"].as_str().unwrap();
+    assert!(
+        head.contains(&format!("x-request-id: {request_id}")),
+        "{head}"
+    );
+    assert_eq!(metrics.malformed_requests.get(), 1);
+    assert_eq!(stats.unsettled(), 0, "a refused connection is settled");
+}
+
+#[tokio::test]
+async fn a_400_written_for_a_parsed_request_passes_through_untouched() {
+    let stats = Arc::new(ConnStats::default());
+    let (mut stream, mut client, metrics) = guarded_with(&stats);
+    client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    read_n(&mut stream, 18).await.unwrap();
+    stream.head_received();
+    // An upstream's (or our own) 400, even one that looks like Pingora's.
+    stream.write_all(PINGORA_400).await.unwrap();
+    drop(stream);
+    let mut answer = Vec::new();
+    client.read_to_end(&mut answer).await.unwrap();
+    assert_eq!(answer, PINGORA_400);
+    assert_eq!(metrics.malformed_requests.get(), 0);
+}
+
+#[tokio::test]
+async fn on_keep_alive_a_malformed_second_head_gets_the_json_error_too() {
+    let stats = Arc::new(ConnStats::default());
+    let (mut stream, mut client, metrics) = guarded_with(&stats);
+    client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    read_n(&mut stream, 18).await.unwrap();
+    stream.head_received();
+    stream
+        .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+        .await
+        .unwrap();
+    stream.request_done();
+    // An answer written while idle (the admin API's order) is left alone.
+    stream.write_all(PINGORA_400).await.unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+        .await
+        .unwrap();
+    read_n(&mut stream, 10).await.unwrap();
+    stream.write_all(PINGORA_400).await.unwrap();
+    drop(stream);
+    let mut answer = String::new();
+    client.read_to_string(&mut answer).await.unwrap();
+    let answers: Vec<&str> = answer.split("HTTP/1.1 ").skip(1).collect();
+    assert_eq!(answers.len(), 3, "{answer}");
+    assert!(answers[1].contains("Server: Pingora"), "{answer}");
+    assert!(answers[2].contains(r#"{"error":"bad_request""#), "{answer}");
+    assert_eq!(metrics.malformed_requests.get(), 1);
 }

@@ -5,6 +5,7 @@
 use pingora::Error;
 
 use super::record::RequestRecord;
+use crate::outcome::ErrorCode;
 
 /// Writes the access line of a finished request (when `portcullis::access` is enabled at `info`).
 pub(crate) fn log(record: &RequestRecord, error: Option<&Error>) {
@@ -26,4 +27,20 @@ pub(crate) fn log(record: &RequestRecord, error: Option<&Error>) {
 /// The record's path keeps query parameter names; the access line keeps none.
 fn path_without_query(path: &str) -> &str {
     path.split_once('?').map_or(path, |(path, _)| path)
+}
+
+/// Writes the access line of a request head refused before it could be routed (`bad_request`,
+/// see `conn::GuardedStream`): neither route, method nor path is known, so none is logged.
+pub(crate) fn log_malformed(request_id: &str) {
+    let code = ErrorCode::BadRequest;
+    tracing::info!(
+        target: "portcullis::access",
+        request_id = %request_id,
+        route = "-",
+        method = "-",
+        path = "-",
+        status = code.status(),
+        denial = code.as_str(),
+        "request"
+    );
 }

@@ -57,6 +57,8 @@ pub(crate) struct ConnectionMetrics {
     pub(crate) rejected_per_ip: IntCounter,
     /// `portcullis_request_header_timeouts_total`.
     pub(crate) header_timeouts: IntCounter,
+    /// `portcullis_malformed_requests_total`.
+    pub(crate) malformed_requests: IntCounter,
 }
 
 /// The process's metrics: one per process, `Arc`-shared, surviving config reloads.
@@ -213,6 +215,13 @@ impl Metrics {
                 "Connections closed because a request line and headers did not arrive within server.request_header_timeout_ms.",
             ),
         );
+        let malformed_requests = register(
+            &registry,
+            IntCounter::new(
+                "portcullis_malformed_requests_total",
+                "Request heads refused with 400 bad_request before any route was looked up (framing, header syntax, a Host that contradicts the request target).",
+            ),
+        );
         let admin_active_connections = register(
             &registry,
             IntGauge::new(
@@ -228,12 +237,14 @@ impl Metrics {
             // The admin listener has no per-address limit: never counted.
             rejected_per_ip: rejected_per_ip.clone(),
             header_timeouts: header_timeouts.clone(),
+            malformed_requests: malformed_requests.clone(),
         };
         let connections = ConnectionMetrics {
             active: active_connections,
             rejected_total: rejected.with_label_values(&["max_connections"]),
             rejected_per_ip,
             header_timeouts,
+            malformed_requests,
         };
 
         Metrics {
