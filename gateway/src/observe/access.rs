@@ -37,7 +37,7 @@ pub(crate) fn log_malformed(request_id: &str) {
         target: "portcullis::access",
         request_id = %request_id,
         route = "-",
-        method = "-",
+        method = %"-",
         path = "-",
         status = code.status(),
         denial = code.as_str(),
