@@ -516,6 +516,34 @@ async fn the_admin_api_answers_only_requests_for_its_own_host_names() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 421);
+    // A head the parser refuses gets the JSON error (Pingora's adapter closed silently), and
+    // its raw bytes, bearer token included, reach no log line (the adapter logged them at
+    // `error`).
+    let (status, text) = raw_request(
+        admin,
+        &format!("GET /api/v1/status HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Length: x\r\n\r\n"),
+    );
+    assert_eq!(status, 400, "{text}");
+    assert!(
+        text.contains(r#"{"error":"bad_request","request_id":""#),
+        "{text}"
+    );
+    // Keep-alive still works on the admin listener (the console polls over one connection).
+    let mut conn = TcpStream::connect(admin).await.unwrap();
+    for _ in 0..2 {
+        conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_response(&mut conn).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    }
+    eventually(
+        Duration::from_secs(20),
+        "the access line of the malformed head",
+        || async { gw.log().contains("status=400 denial=\"bad_request\"") },
+    )
+    .await;
+    assert!(!gw.log().contains(ADMIN_TOKEN), "{}", gw.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

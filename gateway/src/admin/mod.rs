@@ -16,9 +16,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use http::{Method, Response, StatusCode};
-use pingora::apps::http_app::ServeHttp;
+use http::{Method, StatusCode};
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
+use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
+use pingora::server::ShutdownWatch;
+use pingora::ErrorType;
 use portcullis_api::{paths, ApiError, ReloadResult, ReloadTrigger, MAX_TRAFFIC_LIMIT};
 use serde::Serialize;
 
@@ -266,33 +269,87 @@ impl Reply {
     }
 }
 
+/// Pingora's `ServeHttp` adapter, with two differences an admin listener needs: a head Pingora
+/// cannot parse gets the JSON `bad_request` answer (written by `conn`) instead of a silent
+/// close, and nothing logs the raw head (Pingora's adapter logs its parse error, raw bytes and
+/// all, at `error`: a malformed request carrying a bearer token would put the token in the log).
+/// Also, keep-alive follows `server.keepalive_timeout` as on the public listener.
 #[async_trait]
-impl ServeHttp for AdminApi {
-    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+impl HttpServerApp for AdminApi {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        match session.read_request().await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                // The kind only: the error's context is the raw head.
+                tracing::debug!(error = e.etype().as_str(), "admin: malformed request head");
+                if matches!(e.etype(), ErrorType::InvalidHTTPHeader) {
+                    // `conn` recognises Pingora's 400 and writes ours in its place.
+                    let _ = session.respond_error(400).await;
+                }
+                return None;
+            }
+        }
         // The head is in: its deadline stops here (see `conn`); the next one starts with the
         // next request's first byte.
-        if let Some(stream) = GuardedStream::of(session) {
+        if let Some(stream) = GuardedStream::of(&session) {
             stream.head_received();
+        }
+        let keepalive = self
+            .reloader
+            .shared()
+            .runtime
+            .load()
+            .config
+            .server
+            .keepalive_timeout;
+        if *shutdown.borrow() || keepalive.is_zero() {
+            session.set_keepalive(None);
+        } else {
+            session.set_keepalive(Some(keepalive.as_millis().div_ceil(1000) as u64));
         }
         // Admin requests carry no body we need; read and discard any, bounded.
         let mut read = 0usize;
         while let Ok(Some(chunk)) = session.read_request_body().await {
             read += chunk.len();
             if read > 64 * 1024 {
+                session.set_keepalive(None);
                 break;
             }
         }
-        let reply = self.route(session).await;
-        if let Some(stream) = GuardedStream::of(session) {
+        let reply = self.route(&mut session).await;
+        let mut head = ResponseHeader::build(reply.status, Some(4)).ok()?;
+        head.insert_header("content-type", reply.content_type)
+            .ok()?;
+        head.insert_header("content-length", reply.body.len())
+            .ok()?;
+        head.insert_header("cache-control", "no-store").ok()?;
+        if let Err(e) = session.write_response_header(Box::new(head)).await {
+            tracing::debug!(
+                error = e.etype().as_str(),
+                "admin: could not write the response"
+            );
+            return None;
+        }
+        if !reply.body.is_empty() {
+            if let Err(e) = session.write_response_body(reply.body.into(), true).await {
+                tracing::debug!(
+                    error = e.etype().as_str(),
+                    "admin: could not write the response"
+                );
+                return None;
+            }
+        }
+        if let Some(stream) = GuardedStream::of(&session) {
             stream.request_done();
         }
-        Response::builder()
-            .status(reply.status)
-            .header("content-type", reply.content_type)
-            .header("content-length", reply.body.len())
-            .header("cache-control", "no-store")
-            .body(reply.body)
-            .unwrap_or_default()
+        let persistent = HttpPersistentSettings::for_session(&session);
+        let reused = session.finish().await.ok().flatten()?;
+        Some(ReusedHttpStream::from_reusable_stream(reused, persistent))
     }
 }
 
