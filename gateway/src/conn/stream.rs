@@ -229,10 +229,10 @@ impl GuardedStream {
 }
 
 /// Whether `buf` is the start of Pingora's answer to a head it refused: a `400` written while
-/// a head is being received (see the module docs). Not in the idle phase: the admin API marks
-/// its request done before Pingora writes its answer, which may be a `400` of its own. (So a
-/// malformed head pipelined behind a request, arriving in the same read, keeps Pingora's bare
-/// answer.)
+/// a head is being received (see the module docs). A malformed head is always read in the head
+/// phase: a keep-alive connection's next head starts it with its first byte, and Pingora does
+/// not serve pipelined requests (it answers the first and closes the connection when more
+/// bytes came with it). Any write in another phase answers a parsed request and is left alone.
 fn is_pingora_rejection(phase: u8, buf: &[u8]) -> bool {
     phase == HEAD && buf.starts_with(PINGORA_BAD_REQUEST)
 }
