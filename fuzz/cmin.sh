@@ -26,8 +26,10 @@ corpus="$fuzz_dir/corpus/$target"
 work="$fuzz_dir/target/corpus/$target"
 mkdir -p "$corpus"
 if [ -d "$work" ]; then
-    # Inputs are named by their sha1, so a copy never overwrites a different input.
-    cp -n "$work"/* "$corpus"/ 2>/dev/null || true
+    # Inputs are named by their sha1, so a copy never overwrites a different input. Through
+    # find: a long run's tens of thousands of names overflow a command line (a `cp "$work"/*`
+    # failed silently on 40,000 inputs and folded none in).
+    find "$work" -type f -exec cp -n -t "$corpus" {} +
 fi
 before=$(find "$corpus" -type f | wc -l)
 read -r -a extra <<<"${FUZZ_CMIN_ARGS--use_counters=0 -max_len=1024}"
