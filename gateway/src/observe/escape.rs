@@ -123,7 +123,7 @@ fn may_need_escape(b: u8, keep_esc: bool) -> bool {
 
 /// Non-ASCII code points written escaped: the C1 controls (NEL among them), the line and
 /// paragraph separators, and the bidi embedding, override and isolate controls.
-fn is_unsafe_char(c: u32) -> bool {
+pub(crate) fn is_unsafe_char(c: u32) -> bool {
     matches!(c, 0x80..=0x9f | 0x2028 | 0x2029 | 0x202a..=0x202e | 0x2066..=0x2069)
 }
 
@@ -140,6 +140,11 @@ impl serde_json::ser::Formatter for SafeJson {
         writer: &mut W,
         fragment: &str,
     ) -> io::Result<()> {
+        // Fast path: DEL and every code point this escapes start with one of these three bytes
+        // (C1 controls: 0xc2; U+2028…U+2069: 0xe2), so most fragments are written whole.
+        if !fragment.bytes().any(|b| matches!(b, 0x7f | 0xc2 | 0xe2)) {
+            return writer.write_all(fragment.as_bytes());
+        }
         let mut start = 0;
         for (i, c) in fragment.char_indices() {
             let code = u32::from(c);

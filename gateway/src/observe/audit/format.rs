@@ -3,15 +3,15 @@
 
 use std::borrow::Cow;
 use std::io;
-use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::json::JsonObject;
 use super::AuditEvent;
 use crate::clock::rfc3339_millis;
 use crate::observe::escape::to_safe_json;
-use crate::observe::record::{redact_query, Upstream};
+use crate::observe::record::redact_query;
 
 /// The `prev` of the first line of a new chain.
 pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -28,27 +28,6 @@ pub(super) struct LineHead {
 }
 
 #[derive(Serialize)]
-struct RequestLine<'a> {
-    seq: u64,
-    time: &'a str,
-    kind: &'static str,
-    request_id: &'a str,
-    tenant: Option<&'a str>,
-    route: Option<&'a str>,
-    method: &'a str,
-    path: &'a str,
-    status: u16,
-    denial: Option<&'a str>,
-    duration_ms: f64,
-    client_ip: Option<IpAddr>,
-    egress: Option<IpAddr>,
-    upstream: Option<AsText<'a, Upstream>>,
-    bytes_in: u64,
-    bytes_out: u64,
-    prev: &'a str,
-}
-
-#[derive(Serialize)]
 struct AdminLine<'a> {
     seq: u64,
     time: &'a str,
@@ -57,29 +36,6 @@ struct AdminLine<'a> {
     result: &'a str,
     detail: &'a serde_json::Value,
     prev: &'a str,
-}
-
-#[derive(Serialize)]
-struct ForwardLine<'a> {
-    seq: u64,
-    time: &'a str,
-    kind: &'static str,
-    request_id: &'a str,
-    tenant: &'a str,
-    route: &'a str,
-    method: &'a str,
-    path: &'a str,
-    client_ip: Option<IpAddr>,
-    prev: &'a str,
-}
-
-/// A field written as its `Display` text (a JSON string), straight into the line.
-struct AsText<'a, T>(&'a T);
-
-impl<T: std::fmt::Display> Serialize for AsText<'_, T> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self.0)
-    }
 }
 
 /// Appends one line (with its newline) to `out` and returns its hash.
@@ -93,44 +49,40 @@ pub(super) fn encode_line(
     match event {
         AuditEvent::Request(r) => {
             let time = rfc3339_millis(r.time);
-            let path = redact_path(&r.path);
-            let line = RequestLine {
-                seq,
-                time: &time,
-                kind: "request",
-                request_id: &r.request_id,
-                tenant: r.tenant.as_deref(),
-                route: r.route.as_deref(),
-                method: r.method.as_str(),
-                path: &path,
-                status: r.status,
-                denial: r.denial,
-                duration_ms: r.duration.as_micros() as f64 / 1000.0,
-                client_ip: r.client_ip,
-                egress: r.egress,
-                upstream: r.upstream.as_ref().map(AsText),
-                bytes_in: r.bytes_in,
-                bytes_out: r.bytes_out,
-                prev,
-            };
-            to_safe_json(&mut *out, &line)?;
+            let mut line = JsonObject::open(out);
+            line.number("seq", seq)?;
+            line.str("time", &time);
+            line.str("kind", "request");
+            line.str("request_id", &r.request_id);
+            line.opt_str("tenant", r.tenant.as_deref());
+            line.opt_str("route", r.route.as_deref());
+            line.str("method", r.method.as_str());
+            line.str("path", &redact_path(&r.path));
+            line.number("status", r.status)?;
+            line.opt_str("denial", r.denial);
+            line.number("duration_ms", r.duration.as_micros() as f64 / 1000.0)?;
+            line.opt_display("client_ip", r.client_ip.as_ref());
+            line.opt_display("egress", r.egress.as_ref());
+            line.opt_display("upstream", r.upstream.as_ref());
+            line.number("bytes_in", r.bytes_in)?;
+            line.number("bytes_out", r.bytes_out)?;
+            line.str("prev", prev);
+            line.close();
         }
         AuditEvent::Forward(f, _) => {
             let time = rfc3339_millis(f.time);
-            let path = redact_path(&f.path);
-            let line = ForwardLine {
-                seq,
-                time: &time,
-                kind: "forward",
-                request_id: &f.request_id,
-                tenant: &f.tenant,
-                route: &f.route,
-                method: f.method.as_str(),
-                path: &path,
-                client_ip: f.client_ip,
-                prev,
-            };
-            to_safe_json(&mut *out, &line)?;
+            let mut line = JsonObject::open(out);
+            line.number("seq", seq)?;
+            line.str("time", &time);
+            line.str("kind", "forward");
+            line.str("request_id", &f.request_id);
+            line.str("tenant", &f.tenant);
+            line.str("route", &f.route);
+            line.str("method", f.method.as_str());
+            line.str("path", &redact_path(&f.path));
+            line.opt_display("client_ip", f.client_ip.as_ref());
+            line.str("prev", prev);
+            line.close();
         }
         AuditEvent::Admin(a) => {
             let time = rfc3339_millis(a.time);

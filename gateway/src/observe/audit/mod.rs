@@ -89,6 +89,7 @@ use crate::observe::record::RequestRecord;
 
 mod file;
 mod format;
+mod json;
 mod verify;
 mod writer;
 
