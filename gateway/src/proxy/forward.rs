@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use http::header::{CONNECTION, HOST};
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
@@ -30,30 +30,41 @@ pub(super) fn upstream_head(
     let uri = path
         .parse::<http::Uri>()
         .map_err(|e| Error::because(ErrorType::InternalError, "rewritten path is invalid", e))?;
-    upstream.set_uri(uri);
 
-    // Drop everything not on the route's forward list, then the key and any caller-sent copy
-    // of an injected header, then inject.
-    let drop: Vec<http::HeaderName> = upstream
-        .headers
-        .keys()
-        .filter(|name| !route.forward_headers.contains(name))
-        .cloned()
-        .collect();
-    for name in &drop {
-        upstream.remove_header(name);
-    }
+    // A fresh head with only what the route lets through: cheaper than removing the rest
+    // from Pingora's copy, whose header map also keeps each name's case (names go lowercase,
+    // as from Backstage's Node proxy and over HTTP/2).
     let config = &ctx.runtime.config;
-    upstream.remove_header(&config.server.gateway_key_header);
-    for (name, value) in &state.injected.headers {
-        upstream.remove_header(name);
+    let injected = &state.injected.headers;
+    let exchanged = match (&route.auth, &ctx.exchanged) {
+        (portcullis_config::RouteAuth::Exchange(exchange), Some(token)) => {
+            Some((&exchange.header, &token.value))
+        }
+        _ => None,
+    };
+    let replaced = |name: &HeaderName| {
+        *name == config.server.gateway_key_header
+            || injected.iter().any(|(injected, _)| injected == name)
+            || exchanged.is_some_and(|(header, _)| header == name)
+    };
+    let mut fresh = RequestHeader::build_no_case(
+        upstream.method.clone(),
+        b"/",
+        Some(upstream.headers.len() + injected.len() + 4),
+    )?;
+    fresh.set_version(upstream.version);
+    fresh.set_uri(uri);
+    for (name, value) in &upstream.headers {
+        if route.forward_headers.contains(name) && !replaced(name) {
+            fresh.append_header(name.clone(), value.clone())?;
+        }
+    }
+    *upstream = fresh;
+    for (name, value) in injected {
         upstream.insert_header(name.clone(), value.clone())?;
     }
-    if let (portcullis_config::RouteAuth::Exchange(exchange), Some(token)) =
-        (&route.auth, &ctx.exchanged)
-    {
-        upstream.remove_header(&exchange.header);
-        upstream.insert_header(exchange.header.clone(), token.value.clone())?;
+    if let Some((header, token)) = exchanged {
+        upstream.insert_header(header.clone(), token.clone())?;
     }
     if route.change_origin {
         upstream.insert_header(HOST, target.authority.clone())?;
@@ -71,14 +82,19 @@ pub(super) fn upstream_head(
         Some(prior) if trusted => prior.to_str().ok(),
         _ => None,
     };
-    upstream.insert_header("x-forwarded-for", forwarded_for(prior, ctx.client_ip))?;
+    upstream.insert_header(X_FORWARDED_FOR, forwarded_for(prior, ctx.client_ip))?;
     let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
     // Static values: no copy of the text per request.
     let proto = if tls { HTTPS } else { HTTP };
-    upstream.insert_header("x-forwarded-proto", HeaderValue::from_static(proto))?;
-    upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
+    upstream.insert_header(X_FORWARDED_PROTO, HeaderValue::from_static(proto))?;
+    upstream.insert_header(X_REQUEST_ID, ctx.request_id.as_str())?;
     Ok(())
 }
+
+// Names made once, not parsed from text per request.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(super) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 const HTTP: &str = "http";
 const HTTPS: &str = "https";
@@ -91,9 +107,54 @@ fn forwarded_for(prior: Option<&str>, client: Option<IpAddr>) -> String {
         out.push_str(prior);
         out.push_str(", ");
     }
-    if let Some(ip) = client {
+    match client {
+        // Dotted decimal by hand: `Display` for an address goes through the formatter's
+        // padding logic and costs ten times as much.
+        Some(IpAddr::V4(v4)) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+        }
         // Writing to a String cannot fail.
-        let _ = write!(out, "{ip}");
+        Some(ip) => {
+            let _ = write!(out, "{ip}");
+        }
+        None => {}
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_writes_addresses_as_display_does_after_a_trusted_list() {
+        for octets in [
+            [0, 0, 0, 0],
+            [127, 0, 0, 1],
+            [10, 20, 255, 1],
+            [100, 9, 99, 250],
+            [1, 10, 109, 190],
+        ] {
+            let ip = IpAddr::from(octets);
+            assert_eq!(forwarded_for(None, Some(ip)), ip.to_string());
+        }
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(forwarded_for(None, Some(v6)), "2001:db8::1");
+        assert_eq!(
+            forwarded_for(Some("203.0.113.7"), Some(IpAddr::from([192, 0, 2, 44]))),
+            "203.0.113.7, 192.0.2.44"
+        );
+        assert_eq!(forwarded_for(None, None), "");
+    }
 }

@@ -88,7 +88,7 @@ impl Gateway {
         resp.insert_header("content-type", "application/json")?;
         resp.insert_header(CONTENT_LENGTH, body.len())?;
         resp.insert_header("cache-control", "public, max-age=300")?;
-        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        resp.insert_header(forward::X_REQUEST_ID, ctx.request_id.as_str())?;
         let head_only = session.req_header().method == Method::HEAD;
         session
             .write_response_header(Box::new(resp), head_only)
@@ -262,7 +262,7 @@ impl ProxyHttp for Gateway {
                 resp.remove_header(name);
             }
         }
-        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        resp.insert_header(forward::X_REQUEST_ID, ctx.request_id.as_str())?;
         ctx.status = resp.status.as_u16();
         ctx.upstream_status = Some(ctx.status);
         Ok(())
