@@ -7,7 +7,8 @@
 #   load-tests/callgrind.sh [--requests N] [--warmup N] [--systems "portcullis-warn portcullis-info bare-pingora"]
 #
 # portcullis-warn / -info: the inject route of bench.sh (10 routes, metrics + file audit) at
-# RUST_LOG=warn and at the shipped default info; bare-pingora: one peer, one injected header.
+# RUST_LOG=warn and at the shipped default info; portcullis-10k-routes: the same at warn with
+# 10,000 routes; bare-pingora: one peer, one injected header.
 # Prints a table and the ratios to bare Pingora. Requests go to 127.0.0.1 only; everything it
 # starts is stopped on exit.
 source "$(dirname "$0")/lib/bench-lib.sh"
@@ -18,7 +19,7 @@ while [ $# -gt 0 ]; do
         --requests) REQUESTS="$2"; shift ;;
         --warmup) WARMUP="$2"; shift ;;
         --systems) WHICH="$2"; shift ;;
-        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
     shift
@@ -51,9 +52,10 @@ dump_total() {
 declare -A IR
 for name in $WHICH; do
     case "$name" in
-        portcullis-warn|portcullis-info) level="${name#portcullis-}" ;;
+        portcullis-warn|portcullis-info) level="${name#portcullis-}" routes=10 ;;
+        portcullis-10k-routes) level=warn routes=10000 ;;
         bare-pingora) level="" ;;
-        *) die "unknown system $name (portcullis-warn, portcullis-info, bare-pingora)" ;;
+        *) die "unknown system $name (portcullis-warn, portcullis-info, portcullis-10k-routes, bare-pingora)" ;;
     esac
     out_dir="$WORK/callgrind-$name"
     mkdir -p "$out_dir"
@@ -63,7 +65,7 @@ for name in $WHICH; do
             "--callgrind-out-file=$out_dir/callgrind.out.%p")
         if [ -n "$level" ]; then
             PC_ADMIN="$(pick_port)"
-            portcullis_config "$WORK/$name.toml" "$port" "$PC_ADMIN" 10 "" a
+            portcullis_config "$WORK/$name.toml" "$port" "$PC_ADMIN" "$routes" "" a
             PORTCULLIS_SECRET_BENCH_BENCH=bench-secret RUST_LOG="$level" \
                 spawn "cg-$name" on_sut "${vg[@]}" "$PORTCULLIS" run --threads 1 --config "$WORK/$name.toml"
         else
