@@ -35,7 +35,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -87,14 +87,30 @@ pub(crate) struct Shared {
     /// finds itself closed can tell a dead connection from a reset stream without waiting for
     /// the driver to record it.
     transport_ended: AtomicBool,
+    /// How many times the driver has been polled: [`LivenessIo`] defers a flush to the next.
+    driver_polls: AtomicU64,
     reason: OnceLock<(CloseReason, String)>,
     goaway_tx: mpsc::Sender<GoAway>,
 }
 
-/// Counts transport reads for the liveness clock.
+/// The most bytes of yamux frames held before they are written to the transport.
+const WRITE_BUFFER: usize = 32 * 1024;
+
+/// Counts transport reads for the liveness clock, and coalesces yamux's writes.
+///
+/// yamux writes each frame as two writes (its 12-byte header, then the body) and flushes after
+/// each frame; under TLS each write was its own record and its own `writev(2)`, five per
+/// tunnelled request on the gateway. So writes are held, and a flush only marks them due: the
+/// first flush in a poll of the driver wakes the driver again, and the first flush of that next
+/// poll writes everything the previous poll produced, as one record and one system call. A
+/// full buffer and a shutdown write at once.
 struct LivenessIo {
     inner: BoxIo,
     shared: Arc<Shared>,
+    /// Frames written but not yet handed to the transport.
+    pending: Vec<u8>,
+    /// The driver poll (see [`Shared::driver_polls`]) in which `pending` was last marked due.
+    due_in_poll: Option<u64>,
 }
 
 /// One multiplexed stream: a byte pipe to the other side.
@@ -131,6 +147,7 @@ impl Shared {
             cancel: CancellationToken::new(),
             done: CancellationToken::new(),
             transport_ended: AtomicBool::new(false),
+            driver_polls: AtomicU64::new(0),
             reason: OnceLock::new(),
             goaway_tx,
         });
@@ -234,6 +251,8 @@ pub(crate) fn spawn(
     let io = LivenessIo {
         inner: io,
         shared: shared.clone(),
+        pending: Vec::with_capacity(WRITE_BUFFER),
+        due_in_poll: None,
     };
     let conn = yamux::Connection::new(io.compat(), yamux_config(), mode);
     let (open_tx, open_rx) = mpsc::channel(64);
@@ -259,7 +278,10 @@ async fn drive(
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
     let end = tokio::select! {
-        r = std::future::poll_fn(|cx| poll_conn(&mut conn, &mut open_rx, &mut pending, &mut on_inbound, cx)) => DriverEnd::Conn(r),
+        r = std::future::poll_fn(|cx| {
+            shared.driver_polls.fetch_add(1, Ordering::Relaxed);
+            poll_conn(&mut conn, &mut open_rx, &mut pending, &mut on_inbound, cx)
+        }) => DriverEnd::Conn(r),
         () = shared.cancel.cancelled() => DriverEnd::Cancelled,
         () = grace => DriverEnd::Cancelled,
     };
@@ -469,21 +491,70 @@ impl AsyncRead for LivenessIo {
     }
 }
 
+impl LivenessIo {
+    /// Hands every pending byte to the transport.
+    fn poll_write_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.pending.is_empty() {
+            match Pin::new(&mut self.inner).poll_write(cx, &self.pending) {
+                Poll::Ready(Ok(0)) => {
+                    self.shared.transport_ended.store(true, Ordering::Release);
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => {
+                    self.pending.drain(..n);
+                }
+                Poll::Ready(Err(e)) => {
+                    self.shared.transport_ended.store(true, Ordering::Release);
+                    return Poll::Ready(Err(e));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        self.due_in_poll = None;
+        Poll::Ready(Ok(()))
+    }
+}
+
 impl AsyncWrite for LivenessIo {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(result, Poll::Ready(Err(_))) {
-            self.shared.transport_ended.store(true, Ordering::Release);
+        let this = &mut *self;
+        if this.pending.len() + buf.len() > WRITE_BUFFER {
+            ready!(this.poll_write_pending(cx))?;
         }
-        result
+        if buf.len() >= WRITE_BUFFER {
+            // A large body goes straight through (nothing is pending now).
+            let result = Pin::new(&mut this.inner).poll_write(cx, buf);
+            if matches!(result, Poll::Ready(Err(_))) {
+                this.shared.transport_ended.store(true, Ordering::Release);
+            }
+            return result;
+        }
+        this.pending.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let result = Pin::new(&mut self.inner).poll_flush(cx);
+        let this = &mut *self;
+        if !this.pending.is_empty() {
+            let poll = this.shared.driver_polls.load(Ordering::Relaxed);
+            match this.due_in_poll {
+                // Marked due in an earlier poll: write it all now.
+                Some(due) if due != poll => {}
+                // Already due in this poll: the driver is woken; keep collecting.
+                Some(_) => return Poll::Ready(Ok(())),
+                None => {
+                    this.due_in_poll = Some(poll);
+                    cx.waker().wake_by_ref();
+                    return Poll::Ready(Ok(()));
+                }
+            }
+        }
+        ready!(this.poll_write_pending(cx))?;
+        let result = Pin::new(&mut this.inner).poll_flush(cx);
         if matches!(result, Poll::Ready(Err(_))) {
             self.shared.transport_ended.store(true, Ordering::Release);
         }
@@ -491,6 +562,7 @@ impl AsyncWrite for LivenessIo {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_write_pending(cx))?;
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
