@@ -706,3 +706,116 @@ fn assert_virtual_socket_bounds() {
     fn check<T: AsyncRead + AsyncWrite + Unpin + Send + Sync + fmt::Debug + 'static>() {}
     check::<TunnelStream>();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A transport that sends each write it is given to the test.
+    struct RecordingIo(mpsc::UnboundedSender<Vec<u8>>);
+
+    fn writes(rx: &mut mpsc::UnboundedReceiver<Vec<u8>>) -> Vec<Vec<u8>> {
+        std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    }
+
+    impl AsyncRead for RecordingIo {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Poll::Pending
+        }
+    }
+
+    impl AsyncWrite for RecordingIo {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let _ = self.0.send(buf.to_vec());
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn frames_flushed_in_one_driver_poll_reach_the_transport_as_one_write_in_the_next() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (shared, _goaway) = Shared::new("agent");
+        let mut io = LivenessIo {
+            inner: Box::new(RecordingIo(tx)),
+            shared: shared.clone(),
+            pending: Vec::new(),
+            due_in_poll: None,
+        };
+        let woken = Arc::new(AtomicU64::new(0));
+        struct CountWakes(Arc<AtomicU64>);
+        impl std::task::Wake for CountWakes {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let waker = std::task::Waker::from(Arc::new(CountWakes(woken.clone())));
+        let mut cx = Context::from_waker(&waker);
+        let mut io = Pin::new(&mut io);
+
+        // One driver poll: two frames (header + body each), each followed by a flush.
+        shared.driver_polls.fetch_add(1, Ordering::Relaxed);
+        for frame in [&b"header-1"[..], b"body-1", b"header-2", b"body-2"] {
+            assert!(matches!(
+                io.as_mut().poll_write(&mut cx, frame),
+                Poll::Ready(Ok(_))
+            ));
+            assert!(matches!(
+                io.as_mut().poll_flush(&mut cx),
+                Poll::Ready(Ok(()))
+            ));
+        }
+        assert!(writes(&mut rx).is_empty(), "held until the next poll");
+        assert_eq!(
+            woken.load(Ordering::Relaxed),
+            1,
+            "the driver woke itself once"
+        );
+
+        // The next poll's first flush writes all of it at once.
+        shared.driver_polls.fetch_add(1, Ordering::Relaxed);
+        assert!(matches!(
+            io.as_mut().poll_flush(&mut cx),
+            Poll::Ready(Ok(()))
+        ));
+        assert_eq!(
+            writes(&mut rx),
+            vec![b"header-1body-1header-2body-2".to_vec()]
+        );
+
+        // A shutdown writes what is held at once.
+        assert!(matches!(
+            io.as_mut().poll_write(&mut cx, b"last"),
+            Poll::Ready(Ok(_))
+        ));
+        assert!(matches!(
+            io.as_mut().poll_shutdown(&mut cx),
+            Poll::Ready(Ok(()))
+        ));
+        assert_eq!(writes(&mut rx), vec![b"last".to_vec()]);
+        // A large body passes straight through, after anything held.
+        assert!(matches!(
+            io.as_mut().poll_write(&mut cx, b"held"),
+            Poll::Ready(Ok(_))
+        ));
+        let big = vec![7u8; WRITE_BUFFER];
+        assert!(matches!(
+            io.as_mut().poll_write(&mut cx, &big),
+            Poll::Ready(Ok(_))
+        ));
+        assert_eq!(writes(&mut rx), vec![b"held".to_vec(), big]);
+    }
+}
