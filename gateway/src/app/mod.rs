@@ -34,6 +34,7 @@ use crate::upstream::tunnel::listener::{server_options, OwnListener, TunnelServi
 use crate::upstream::tunnel::TunnelRegistry;
 
 mod background;
+mod colocated;
 mod nofile;
 mod shutdown;
 mod triggers;
@@ -428,7 +429,7 @@ fn build_server(
         proxy.add_tls_with_settings(&b.pingora_addr(), None, settings);
         bound.push(b);
     }
-    server.add_service(PreBound::new(proxy, bound));
+    let proxy = PreBound::new(proxy, bound);
 
     // The admin listener has its own connection cap and the same head deadline: loopback by
     // default, but a local process must not be able to hold it (or the console out of it).
@@ -470,14 +471,17 @@ fn build_server(
         .map(|(name, b)| own(b).map(|s| (name, s)))
         .collect::<Result<Vec<_>, _>>()?;
     if agents.is_some() || !tcp_routes.is_empty() {
-        server.add_service(TunnelService::new(
+        // On the proxy's runtime: a tunnelled request's frames then never cross threads.
+        let tunnels = TunnelService::new(
             agents,
             tcp_routes,
             Arc::clone(&shared.runtime),
             Arc::clone(&shared.tunnels),
             Arc::clone(&shared.recorders),
-            options.threads,
-        ));
+        );
+        server.add_service(colocated::Colocated::new(proxy, tunnels));
+    } else {
+        server.add_service(proxy);
     }
 
     server.add_service(background_service(

@@ -2,8 +2,9 @@
 //!
 //! Both kinds of socket are bound (or, in a graceful upgrade, taken over from the old process)
 //! by `listener::bind_or_inherit` before Pingora starts (so their real ports are known and
-//! reported, and a port that cannot be bound stops the start). This service runs them on its
-//! own Pingora runtime: accept, then one task per connection. An agent connection runs the
+//! reported, and a port that cannot be bound stops the start). This service runs them on the
+//! proxy's Pingora runtime (`app::colocated`), so a tunnelled request's frames are handled by
+//! the proxy's threads, not handed to others: accept, then one task per connection. An agent connection runs the
 //! broker handshake against the token table of the runtime in force at that moment, and once
 //! accepted lives in the [`TunnelRegistry`] until it ends.
 //!
@@ -40,7 +41,6 @@ pub(crate) struct TunnelService {
     agents: Option<(OwnListener, ServerOptions)>,
     tcp_routes: Vec<(String, OwnListener)>,
     cx: Arc<Context>,
-    threads: usize,
 }
 
 /// A listening socket this service accepts on itself (not through Pingora's listener), with
@@ -71,7 +71,6 @@ impl TunnelService {
         runtime: SharedRuntime,
         registry: Arc<TunnelRegistry>,
         recorders: Arc<Recorders>,
-        threads: usize,
     ) -> Self {
         Self {
             agents,
@@ -81,7 +80,6 @@ impl TunnelService {
                 registry,
                 recorders,
             }),
-            threads: threads.max(1),
         }
     }
 }
@@ -155,10 +153,6 @@ impl Service for TunnelService {
 
     fn name(&self) -> &str {
         "portcullis tunnels"
-    }
-
-    fn threads(&self) -> Option<usize> {
-        Some(self.threads)
     }
 }
 
