@@ -32,6 +32,7 @@ mod outcome;
 mod proxy;
 mod runtime;
 mod secrets;
+mod text;
 mod tokens;
 mod upstream;
 

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use http::header::{CONNECTION, HOST};
-use http::{HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
@@ -47,48 +47,76 @@ pub(super) fn upstream_head(
             || injected.iter().any(|(injected, _)| injected == name)
             || exchanged.is_some_and(|(header, _)| header == name)
     };
-    let mut fresh = RequestHeader::build_no_case(
-        upstream.method.clone(),
-        b"/",
-        Some(upstream.headers.len() + injected.len() + 4),
-    )?;
-    fresh.set_version(upstream.version);
-    fresh.set_uri(uri);
+    // Built as `http` parts and converted: `RequestHeader::insert_header` turns every name
+    // into its title-case text and parses it back, about 700 instructions a header.
+    let mut headers = HeaderMap::with_capacity(upstream.headers.len() + injected.len() + 4);
     for (name, value) in &upstream.headers {
         if route.forward_headers.contains(name) && !replaced(name) {
-            fresh.append_header(name.clone(), value.clone())?;
+            headers
+                .try_append(name.clone(), value.clone())
+                .map_err(too_many)?;
         }
     }
-    *upstream = fresh;
     for (name, value) in injected {
-        upstream.insert_header(name.clone(), value.clone())?;
+        headers
+            .try_insert(name.clone(), value.clone())
+            .map_err(too_many)?;
     }
     if let Some((header, token)) = exchanged {
-        upstream.insert_header(header.clone(), token.clone())?;
+        headers
+            .try_insert(header.clone(), token.clone())
+            .map_err(too_many)?;
     }
     if route.change_origin {
-        upstream.insert_header(HOST, target.authority.clone())?;
+        headers
+            .try_insert(HOST, target.authority.clone())
+            .map_err(too_many)?;
     }
     if route.upstream.tunnel().is_some() {
         // One stream per request: Pingora cannot take a virtual socket out of its pool again
         // (see `upstream::tunnel::connector`), so do not leave one idle on the agent.
-        upstream.insert_header(CONNECTION, "close")?;
+        headers
+            .try_insert(CONNECTION, HeaderValue::from_static("close"))
+            .map_err(too_many)?;
     }
 
     let trusted = ctx
         .client_ip
         .is_some_and(|ip| config.server.trusted_proxies.contains(ip));
-    let prior = match session.req_header().headers.get("x-forwarded-for") {
+    let prior = match session.req_header().headers.get(&X_FORWARDED_FOR) {
         Some(prior) if trusted => prior.to_str().ok(),
         _ => None,
     };
-    upstream.insert_header(X_FORWARDED_FOR, forwarded_for(prior, ctx.client_ip))?;
+    let forwarded = HeaderValue::try_from(forwarded_for(prior, ctx.client_ip))
+        .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "x-forwarded-for", e))?;
+    headers
+        .try_insert(X_FORWARDED_FOR, forwarded)
+        .map_err(too_many)?;
     let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
     // Static values: no copy of the text per request.
     let proto = if tls { HTTPS } else { HTTP };
-    upstream.insert_header(X_FORWARDED_PROTO, HeaderValue::from_static(proto))?;
-    upstream.insert_header(X_REQUEST_ID, ctx.request_id.as_str())?;
+    headers
+        .try_insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto))
+        .map_err(too_many)?;
+    let request_id = HeaderValue::from_str(&ctx.request_id)
+        .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "x-request-id", e))?;
+    headers
+        .try_insert(X_REQUEST_ID, request_id)
+        .map_err(too_many)?;
+
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.method = upstream.method.clone();
+    parts.uri = uri;
+    parts.version = upstream.version;
+    parts.headers = headers;
+    *upstream = RequestHeader::from(parts);
     Ok(())
+}
+
+/// A header map past `http`'s limit (32,768 entries): not reachable under Pingora's own
+/// header limit, refused rather than a panic.
+fn too_many(e: http::header::MaxSizeReached) -> Box<Error> {
+    Error::because(ErrorType::InvalidHTTPHeader, "too many headers", e)
 }
 
 // Names made once, not parsed from text per request.
@@ -108,22 +136,7 @@ fn forwarded_for(prior: Option<&str>, client: Option<IpAddr>) -> String {
         out.push_str(", ");
     }
     match client {
-        // Dotted decimal by hand: `Display` for an address goes through the formatter's
-        // padding logic and costs ten times as much.
-        Some(IpAddr::V4(v4)) => {
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push('.');
-                }
-                if octet >= 100 {
-                    out.push(char::from(b'0' + octet / 100));
-                }
-                if octet >= 10 {
-                    out.push(char::from(b'0' + octet / 10 % 10));
-                }
-                out.push(char::from(b'0' + octet % 10));
-            }
-        }
+        Some(IpAddr::V4(v4)) => out.push_str(crate::text::ipv4(v4).as_str()),
         // Writing to a String cannot fail.
         Some(ip) => {
             let _ = write!(out, "{ip}");
