@@ -36,7 +36,7 @@ pub(crate) fn rfc3339_millis(at: SystemTime) -> String {
         return EPOCH.to_owned();
     }
     put_digits(&mut out[20..23], since.subsec_millis());
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8(out.to_vec()).unwrap_or_default()
 }
 
 /// RFC 3339 in UTC with microseconds, `2026-11-23T19:04:05.123456Z`, exactly as

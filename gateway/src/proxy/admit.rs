@@ -156,14 +156,14 @@ pub(super) fn request_id(req: &RequestHeader) -> String {
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':'))
         {
             // Checked ASCII above.
-            return String::from_utf8_lossy(b).into_owned();
+            return String::from_utf8(b.to_vec()).unwrap_or_default();
         }
     }
     // 32 lowercase hex digits, as `format!("{:032x}")` would write them, without the formatter.
     let mut hex = [0u8; 32];
     // The buffer is exactly twice the input's length, so encoding cannot fail.
     let _ = hex::encode_to_slice(rand::random::<u128>().to_be_bytes(), &mut hex);
-    String::from_utf8_lossy(&hex).into_owned()
+    String::from_utf8(hex.to_vec()).unwrap_or_default()
 }
 
 /// The size of the request head as the header limit counts it.

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::io;
+use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -11,7 +12,7 @@ use super::json::JsonObject;
 use super::AuditEvent;
 use crate::clock::rfc3339_millis;
 use crate::observe::escape::to_safe_json;
-use crate::observe::record::redact_query;
+use crate::observe::record::{redact_query, Upstream};
 
 /// The `prev` of the first line of a new chain.
 pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -61,9 +62,14 @@ pub(super) fn encode_line(
             line.number("status", r.status)?;
             line.opt_str("denial", r.denial);
             line.number("duration_ms", r.duration.as_micros() as f64 / 1000.0)?;
-            line.opt_display("client_ip", r.client_ip.as_ref());
-            line.opt_display("egress", r.egress.as_ref());
-            line.opt_display("upstream", r.upstream.as_ref());
+            line.opt_ip("client_ip", r.client_ip);
+            line.opt_ip("egress", r.egress);
+            match &r.upstream {
+                Some(Upstream::Address(SocketAddr::V4(addr))) => {
+                    line.ascii("upstream", crate::text::socket_v4(*addr).as_bytes());
+                }
+                other => line.opt_display("upstream", other.as_ref()),
+            }
             line.number("bytes_in", r.bytes_in)?;
             line.number("bytes_out", r.bytes_out)?;
             line.str("prev", prev);
@@ -80,7 +86,7 @@ pub(super) fn encode_line(
             line.str("route", &f.route);
             line.str("method", f.method.as_str());
             line.str("path", &redact_path(&f.path));
-            line.opt_display("client_ip", f.client_ip.as_ref());
+            line.opt_ip("client_ip", f.client_ip);
             line.str("prev", prev);
             line.close();
         }
@@ -120,7 +126,7 @@ pub(super) fn line_hash(prev: &str, body: &[u8]) -> String {
     let mut text = [0u8; 64];
     // 64 bytes for a 32-byte digest: encoding cannot fail.
     let _ = hex::encode_to_slice(hasher.finalize(), &mut text);
-    String::from_utf8_lossy(&text).into_owned()
+    String::from_utf8(text.to_vec()).unwrap_or_default()
 }
 
 pub(super) fn is_hash(s: &str) -> bool {

@@ -9,6 +9,7 @@
 
 use std::fmt::{Display, Write as _};
 use std::io;
+use std::net::IpAddr;
 
 use serde::Serialize;
 
@@ -60,6 +61,25 @@ impl<'a> JsonObject<'a> {
         // Writing to a String cannot fail.
         let _ = write!(text, "{value}");
         self.str(key, &text);
+    }
+
+    /// `"key":"address"`, or `null`; IPv4 without the formatter.
+    pub(super) fn opt_ip(&mut self, key: &'static str, value: Option<IpAddr>) {
+        match value {
+            Some(IpAddr::V4(v4)) => self.ascii(key, crate::text::ipv4(v4).as_bytes()),
+            other => self.opt_display(key, other.as_ref()),
+        }
+    }
+
+    /// `"key":"text"` for text that needs no escaping (digits, dots, colons).
+    pub(super) fn ascii(&mut self, key: &'static str, text: &[u8]) {
+        debug_assert!(text
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b".:".contains(b)));
+        self.key(key);
+        self.out.push(b'"');
+        self.out.extend_from_slice(text);
+        self.out.push(b'"');
     }
 
     /// `"key":` and a number as `serde_json` writes it.
@@ -178,7 +198,7 @@ mod tests {
             object.opt_str("name", Some("a\u{7f}b"));
             object.opt_str("none", None);
             object.number("ms", ms).unwrap();
-            object.opt_display("ip", Some(&ip));
+            object.opt_ip("ip", Some(ip));
             object.close();
             let mut serde = Vec::new();
             let line = Line {
