@@ -71,7 +71,7 @@ pub(crate) fn escape_line(line: &[u8], keep_esc: bool) -> Cow<'_, [u8]> {
         Some((b'\n', body)) => (body, true),
         _ => (line, false),
     };
-    let Some(first) = body.iter().position(|&b| may_need_escape(b, keep_esc)) else {
+    let Some(first) = first_byte(body, |b| may_need_escape(b, keep_esc)) else {
         return Cow::Borrowed(line);
     };
     let mut out = Vec::with_capacity(line.len() + 16);
@@ -112,13 +112,32 @@ pub(crate) fn escape_line(line: &[u8], keep_esc: bool) -> Cow<'_, [u8]> {
 }
 
 /// Bytes that start something [`escape_line`] may rewrite (the fast path skips the rest).
+/// Written without branches, so [`first_byte`] can test many bytes at once.
 fn may_need_escape(b: u8, keep_esc: bool) -> bool {
-    match b {
-        b'\t' => false,
-        0x1b => !keep_esc,
-        0..=0x1f | 0x7f | 0xc2 | 0xe2 => true,
-        _ => false,
+    let control = (b < 0x20) & (b != b'\t') & !(keep_esc & (b == 0x1b));
+    control | (b == 0x7f) | (b == 0xc2) | (b == 0xe2)
+}
+
+/// The index of the first byte of `bytes` for which `wanted` holds.
+///
+/// Log and audit lines are scanned whole on every request, and almost never hold such a
+/// byte. `position` stops at each byte to test; this tests 32 bytes at a time with no early
+/// exit inside a block (the compiler makes SIMD compares of that), then finds the byte
+/// within the block.
+#[inline]
+pub(crate) fn first_byte(bytes: &[u8], wanted: impl Fn(u8) -> bool) -> Option<usize> {
+    const BLOCK: usize = 32;
+    let mut start = 0;
+    for block in bytes.chunks_exact(BLOCK) {
+        if block.iter().fold(false, |any, &b| any | wanted(b)) {
+            break;
+        }
+        start += BLOCK;
     }
+    bytes[start..]
+        .iter()
+        .position(|&b| wanted(b))
+        .map(|i| start + i)
 }
 
 /// Non-ASCII code points written escaped: the C1 controls (NEL among them), the line and
@@ -142,7 +161,11 @@ impl serde_json::ser::Formatter for SafeJson {
     ) -> io::Result<()> {
         // Fast path: DEL and every code point this escapes start with one of these three bytes
         // (C1 controls: 0xc2; U+2028…U+2069: 0xe2), so most fragments are written whole.
-        if !fragment.bytes().any(|b| matches!(b, 0x7f | 0xc2 | 0xe2)) {
+        if first_byte(fragment.as_bytes(), |b| {
+            (b == 0x7f) | (b == 0xc2) | (b == 0xe2)
+        })
+        .is_none()
+        {
             return writer.write_all(fragment.as_bytes());
         }
         let mut start = 0;
@@ -173,6 +196,36 @@ mod tests {
 
     fn escaped(line: &str, keep_esc: bool) -> String {
         String::from_utf8(escape_line(line.as_bytes(), keep_esc).into_owned()).unwrap()
+    }
+
+    #[test]
+    fn first_byte_finds_the_first_match_in_and_across_blocks() {
+        for len in 0..100 {
+            let plain = vec![b'a'; len];
+            assert_eq!(first_byte(&plain, |b| b == b'x'), None);
+            for at in 0..len {
+                let mut bytes = plain.clone();
+                bytes[at] = b'x';
+                if at + 1 < len {
+                    // A later match must not hide the first one.
+                    bytes[len - 1] = b'x';
+                }
+                assert_eq!(first_byte(&bytes, |b| b == b'x'), Some(at), "len {len}, at {at}");
+            }
+        }
+        for (b, expected) in [
+            (b'\t', false),
+            (b'\n', true),
+            (0x1b, true),
+            (0x7f, true),
+            (0xc2, true),
+            (0xe2, true),
+            (b' ', false),
+            (0xc3, false),
+        ] {
+            assert_eq!(may_need_escape(b, false), expected, "{b:#x}");
+        }
+        assert!(!may_need_escape(0x1b, true));
     }
 
     #[test]

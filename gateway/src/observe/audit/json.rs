@@ -13,7 +13,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::observe::escape::is_unsafe_char;
+use crate::observe::escape::{first_byte, is_unsafe_char};
 
 /// One JSON object being appended to a line buffer.
 pub(super) struct JsonObject<'a> {
@@ -105,9 +105,10 @@ impl<'a> JsonObject<'a> {
 pub(super) fn push_str(out: &mut Vec<u8>, value: &str) {
     out.push(b'"');
     // DEL and every code point SafeJson escapes start with 0x7f, 0xc2 or 0xe2.
-    let plain = !value
-        .bytes()
-        .any(|b| b < 0x20 || matches!(b, b'"' | b'\\' | 0x7f | 0xc2 | 0xe2));
+    let plain = first_byte(value.as_bytes(), |b| {
+        (b < 0x20) | (b == b'"') | (b == b'\\') | (b == 0x7f) | (b == 0xc2) | (b == 0xe2)
+    })
+    .is_none();
     if plain {
         out.extend_from_slice(value.as_bytes());
     } else {
