@@ -210,7 +210,11 @@ mod tests {
                     // A later match must not hide the first one.
                     bytes[len - 1] = b'x';
                 }
-                assert_eq!(first_byte(&bytes, |b| b == b'x'), Some(at), "len {len}, at {at}");
+                assert_eq!(
+                    first_byte(&bytes, |b| b == b'x'),
+                    Some(at),
+                    "len {len}, at {at}"
+                );
             }
         }
         for (b, expected) in [
