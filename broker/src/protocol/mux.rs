@@ -38,6 +38,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use futures_io::AsyncRead as _;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
@@ -45,6 +46,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::frame::{read_frame, write_frame, CloseReason, Frame, GoAway, Ping};
 use super::transport::BoxIo;
+
+/// The least a [`TunnelStream`] read asks yamux for.
+const MIN_READ: usize = 4096;
+
+/// The most a [`TunnelStream`] read asks yamux for: a few of yamux's 16 KiB data frames.
+const MAX_READ: usize = 64 * 1024;
 
 /// The most streams one connection may have open at once.
 pub(crate) const MAX_STREAMS: usize = 256;
@@ -123,6 +130,8 @@ struct LivenessIo {
 pub struct TunnelStream {
     inner: Compat<yamux::Stream>,
     shared: Arc<Shared>,
+    /// How many bytes the next read asks yamux for (see `poll_read`).
+    read_size: usize,
     write_shut: bool,
     /// Whether this stream counts in the open-stream gauge (the control stream does not).
     counted: bool,
@@ -576,6 +585,7 @@ impl TunnelStream {
         TunnelStream {
             inner: stream.compat(),
             shared,
+            read_size: MIN_READ,
             write_shut: false,
             counted: true,
         }
@@ -586,6 +596,7 @@ impl TunnelStream {
         TunnelStream {
             inner: stream.compat(),
             shared,
+            read_size: MIN_READ,
             write_shut: false,
             counted: false,
         }
@@ -633,10 +644,21 @@ impl AsyncRead for TunnelStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        match Pin::new(&mut self.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                let n = buf.filled().len() - before;
+        // yamux reads into `&mut [u8]`, so the bytes it is given must be initialised. Through
+        // tokio-util's compat layer that zeroed all of the caller's spare buffer on every read
+        // (hyper's 8 KiB and more, even when the read was pending): the agent's largest cost
+        // per tunnelled request. Ask for about what the last read brought instead (at least
+        // MIN_READ, doubling while reads fill it), so little is zeroed beyond what is copied.
+        let want = buf.remaining().min(self.read_size);
+        let slice = buf.initialize_unfilled_to(want);
+        match Pin::new(self.inner.get_mut()).poll_read(cx, slice) {
+            Poll::Ready(Ok(n)) => {
+                buf.advance(n);
+                self.read_size = if n == want {
+                    (want * 2).min(MAX_READ)
+                } else {
+                    n.clamp(MIN_READ, MAX_READ)
+                };
                 if n > 0 {
                     if self.counted {
                         self.shared.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
