@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::observe::access::TextLines;
+
 mod audit;
 mod check;
 mod console;
@@ -194,7 +196,12 @@ fn init_logging(
         .with_writer(writer);
     // `try_init` also installs the `log` bridge, so Pingora's records arrive as tracing events.
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder
+            .event_format(TextLines::new(
+                tracing_subscriber::fmt::format().with_timer(LogTime),
+                LogTime,
+            ))
+            .try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
     guard
