@@ -152,16 +152,9 @@ mod tests {
 
     #[test]
     fn forwarded_for_writes_addresses_as_display_does_after_a_trusted_list() {
-        for octets in [
-            [0, 0, 0, 0],
-            [127, 0, 0, 1],
-            [10, 20, 255, 1],
-            [100, 9, 99, 250],
-            [1, 10, 109, 190],
-        ] {
-            let ip = IpAddr::from(octets);
-            assert_eq!(forwarded_for(None, Some(ip)), ip.to_string());
-        }
+        // Every octet width is covered in `text`'s own test.
+        let v4 = IpAddr::from([10, 20, 255, 1]);
+        assert_eq!(forwarded_for(None, Some(v4)), "10.20.255.1");
         let v6: IpAddr = "2001:db8::1".parse().unwrap();
         assert_eq!(forwarded_for(None, Some(v6)), "2001:db8::1");
         assert_eq!(
