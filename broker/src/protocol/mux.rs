@@ -30,6 +30,7 @@
 //! stream and [`TunnelStream`] turns their end-of-file into an error that names the reason, so
 //! a half-received response fails at once instead of hanging or looking complete.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::io;
 use std::pin::Pin;
@@ -47,11 +48,14 @@ use tokio_util::sync::CancellationToken;
 use super::frame::{read_frame, write_frame, CloseReason, Frame, GoAway, Ping};
 use super::transport::BoxIo;
 
-/// The least a [`TunnelStream`] read asks yamux for.
-const MIN_READ: usize = 4096;
-
 /// The most a [`TunnelStream`] read asks yamux for: a few of yamux's 16 KiB data frames.
 const MAX_READ: usize = 64 * 1024;
+
+thread_local! {
+    /// Initialised bytes for a [`TunnelStream`] read whose caller's buffer is not initialised
+    /// (see its `poll_read`): zeroed once per thread, not once per read.
+    static READ_SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; MAX_READ].into_boxed_slice());
+}
 
 /// The most streams one connection may have open at once.
 pub(crate) const MAX_STREAMS: usize = 256;
@@ -130,8 +134,6 @@ struct LivenessIo {
 pub struct TunnelStream {
     inner: Compat<yamux::Stream>,
     shared: Arc<Shared>,
-    /// How many bytes the next read asks yamux for (see `poll_read`).
-    read_size: usize,
     write_shut: bool,
     /// Whether this stream counts in the open-stream gauge (the control stream does not).
     counted: bool,
@@ -585,7 +587,6 @@ impl TunnelStream {
         TunnelStream {
             inner: stream.compat(),
             shared,
-            read_size: MIN_READ,
             write_shut: false,
             counted: true,
         }
@@ -596,7 +597,6 @@ impl TunnelStream {
         TunnelStream {
             inner: stream.compat(),
             shared,
-            read_size: MIN_READ,
             write_shut: false,
             counted: false,
         }
@@ -644,21 +644,33 @@ impl AsyncRead for TunnelStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        // yamux reads into `&mut [u8]`, so the bytes it is given must be initialised. Through
-        // tokio-util's compat layer that zeroed all of the caller's spare buffer on every read
-        // (hyper's 8 KiB and more, even when the read was pending): the agent's largest cost
-        // per tunnelled request. Ask for about what the last read brought instead (at least
-        // MIN_READ, doubling while reads fill it), so little is zeroed beyond what is copied.
-        let want = buf.remaining().min(self.read_size);
-        let slice = buf.initialize_unfilled_to(want);
-        match Pin::new(self.inner.get_mut()).poll_read(cx, slice) {
+        // yamux reads into `&mut [u8]`, so the bytes it is given must be initialised. Callers
+        // such as hyper and Pingora hand over uninitialised spare capacity, and zeroing it on
+        // every read, pending ones included, was the largest cost of a tunnelled request on
+        // both sides. So such a read goes through this thread's scratch buffer, and only the
+        // bytes yamux delivers are copied; a caller's buffer that is already initialised (as
+        // `tokio::io::copy`'s is) is read into directly.
+        let want = buf.remaining().min(MAX_READ);
+        let inner = self.inner.get_mut();
+        let initialised_spare = buf.initialized().len() - buf.filled().len();
+        let polled = if initialised_spare >= want {
+            read_initialised(inner, cx, buf, want)
+        } else {
+            READ_SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+                Ok(mut scratch) => {
+                    let polled = Pin::new(&mut *inner).poll_read(cx, &mut scratch[..want]);
+                    if let Poll::Ready(Ok(n)) = polled {
+                        buf.put_slice(&scratch[..n]);
+                    }
+                    polled
+                }
+                // Not reachable (a yamux read never reads another tunnel stream); zeroing the
+                // caller's bytes is the correct fallback.
+                Err(_) => read_initialised(inner, cx, buf, want),
+            })
+        };
+        match polled {
             Poll::Ready(Ok(n)) => {
-                buf.advance(n);
-                self.read_size = if n == want {
-                    (want * 2).min(MAX_READ)
-                } else {
-                    n.clamp(MIN_READ, MAX_READ)
-                };
                 if n > 0 {
                     if self.counted {
                         self.shared.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
@@ -686,6 +698,20 @@ impl AsyncRead for TunnelStream {
             Poll::Pending => Poll::Pending,
         }
     }
+}
+
+/// A yamux read straight into `buf`, initialising (zeroing) at most `want` unfilled bytes first.
+fn read_initialised(
+    stream: &mut yamux::Stream,
+    cx: &mut Context<'_>,
+    buf: &mut ReadBuf<'_>,
+    want: usize,
+) -> Poll<io::Result<usize>> {
+    let polled = Pin::new(stream).poll_read(cx, buf.initialize_unfilled_to(want));
+    if let Poll::Ready(Ok(n)) = polled {
+        buf.advance(n);
+    }
+    polled
 }
 
 impl AsyncWrite for TunnelStream {
