@@ -33,7 +33,7 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 use tokio::net::TcpStream;
 
-use super::audit::AuditLog;
+use super::audit::{AuditLog, RequestLine};
 use super::config::{AgentConfig, HttpOrigin, OriginKind};
 use crate::protocol::frame::{write_frame, Frame as TunnelFrame, OpenRefused};
 use crate::protocol::mux::TunnelStream;
@@ -43,16 +43,16 @@ type ResponseBody = UnsyncBoxBody<Bytes, hyper::Error>;
 type OriginClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, CountingBody<Incoming>>;
 
 /// Hop-by-hop headers, never forwarded in either direction (RFC 9110 §7.6.1).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+static HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 /// Serves requests for the configured origins; shared by every stream.
@@ -140,7 +140,7 @@ impl Handler {
                 .headers()
                 .get("x-request-id")
                 .and_then(|v| v.to_str().ok())
-                .map(|s| s.chars().filter(|c| !c.is_control()).take(128).collect()),
+                .map(|s| printable(s, 128)),
             origin: host_of(&req).unwrap_or_default(),
             method: req.method().as_str().to_owned(),
             path: redact_query(req.uri().path(), req.uri().query()),
@@ -262,19 +262,19 @@ impl Handler {
     }
 
     fn deny(&self, facts: RequestFacts, reason: &str, message: &str) -> Response<ResponseBody> {
-        self.audit.write(json!({
-            "event": "request",
-            "request_id": facts.request_id,
-            "origin": facts.origin,
-            "method": facts.method,
-            "path": facts.path,
-            "decision": "denied",
-            "reason": reason,
-            "status": 403,
-            "bytes_in": 0,
-            "bytes_out": 0,
-            "duration_ms": ms(facts.started),
-        }));
+        self.audit.request(&RequestLine {
+            event: "request",
+            request_id: facts.request_id.as_deref(),
+            origin: &facts.origin,
+            method: &facts.method,
+            path: &facts.path,
+            decision: "denied",
+            reason: Some(reason),
+            status: 403,
+            bytes_in: 0,
+            bytes_out: 0,
+            duration_ms: ms(facts.started),
+        });
         let body = json!({
             "error": "agent_denied",
             "reason": reason,
@@ -293,19 +293,19 @@ impl Handler {
         bytes_in: &AtomicU64,
         message: &str,
     ) -> Response<ResponseBody> {
-        self.audit.write(json!({
-            "event": "request",
-            "request_id": facts.request_id,
-            "origin": facts.origin,
-            "method": facts.method,
-            "path": facts.path,
-            "decision": "allowed",
-            "reason": code,
-            "status": status.as_u16(),
-            "bytes_in": bytes_in.load(Ordering::Relaxed),
-            "bytes_out": 0,
-            "duration_ms": ms(facts.started),
-        }));
+        self.audit.request(&RequestLine {
+            event: "request",
+            request_id: facts.request_id.as_deref(),
+            origin: &facts.origin,
+            method: &facts.method,
+            path: &facts.path,
+            decision: "allowed",
+            reason: Some(code),
+            status: status.as_u16(),
+            bytes_in: bytes_in.load(Ordering::Relaxed),
+            bytes_out: 0,
+            duration_ms: ms(facts.started),
+        });
         let body = json!({
             "error": code,
             "message": message,
@@ -444,40 +444,72 @@ fn origin_uri(origin: &HttpOrigin, path: &str, query: Option<&str>) -> Result<Ur
 
 /// Drops hop-by-hop headers, including those the `Connection` header names.
 fn forwardable_headers(mut headers: HeaderMap) -> HeaderMap {
+    // Runs twice a request: one scan of the names finds the few to remove (usually just
+    // `Connection`), rather than nine removals of absent names.
+    let mut present = [false; HOP_BY_HOP.len()];
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+            present[i] = true;
+        }
+    }
+    if !present.contains(&true) {
+        return headers;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .map(str::trim)
+        // `close` is a connection option, never a header name (RFC 9110 §7.6.1), and the
+        // hop-by-hop names go below anyway.
+        .filter(|token| {
+            !token.is_empty()
+                && !token.eq_ignore_ascii_case("close")
+                && !HOP_BY_HOP
+                    .iter()
+                    .any(|hop| hop.as_str().eq_ignore_ascii_case(token))
+        })
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .collect();
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    for (hop, present) in HOP_BY_HOP.iter().zip(present) {
+        if present {
+            headers.remove(hop);
+        }
     }
     headers
 }
 
+/// `text` without control characters, at most `max` characters.
+fn printable(text: &str, max: usize) -> String {
+    // Paths and request ids are printable ASCII in practice: then this is a copy.
+    if text.len() <= max && text.bytes().all(|b| b.is_ascii() && !b.is_ascii_control()) {
+        return text.to_owned();
+    }
+    text.chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
 /// `/a?x=1&y` → `/a?x&y`: parameter names only, never values.
 fn redact_query(path: &str, query: Option<&str>) -> String {
-    let path: String = path
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(2048)
-        .collect();
-    match query {
-        None => path,
-        Some(q) => {
-            let names: Vec<&str> = q
-                .split('&')
-                .filter(|p| !p.is_empty())
-                .map(|p| p.split_once('=').map_or(p, |(k, _)| k))
-                .collect();
-            format!("{path}?{}", names.join("&"))
+    let mut out = printable(path, 2048);
+    if let Some(q) = query {
+        out.push('?');
+        for (i, name) in q
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| p.split_once('=').map_or(p, |(k, _)| k))
+            .enumerate()
+        {
+            if i > 0 {
+                out.push('&');
+            }
+            out.push_str(name);
         }
     }
+    out
 }
 
 fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<ResponseBody> {
@@ -550,18 +582,85 @@ impl<B: Body<Data = Bytes> + Unpin> Body for CountingBody<B> {
 
 impl Drop for AuditOnDrop {
     fn drop(&mut self) {
-        self.audit.write(json!({
-            "event": "request",
-            "request_id": self.request_id,
-            "origin": self.origin,
-            "method": self.method,
-            "path": self.path,
-            "decision": "allowed",
-            "reason": serde_json::Value::Null,
-            "status": self.status,
-            "bytes_in": self.bytes_in.load(Ordering::Relaxed),
-            "bytes_out": self.bytes_out.load(Ordering::Relaxed),
-            "duration_ms": ms(self.started),
-        }));
+        self.audit.request(&RequestLine {
+            event: "request",
+            request_id: self.request_id.as_deref(),
+            origin: &self.origin,
+            method: &self.method,
+            path: &self.path,
+            decision: "allowed",
+            reason: None,
+            status: self.status,
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            duration_ms: ms(self.started),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        headers
+    }
+
+    fn names(headers: &HeaderMap) -> Vec<&str> {
+        let mut names: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_the_ones_connection_names_are_dropped() {
+        let all_hop = map(&[
+            ("Connection", "close, X-Named , keep-alive,,Upgrade"),
+            ("Connection", "x-other"),
+            ("Keep-Alive", "timeout=5"),
+            ("Proxy-Connection", "keep-alive"),
+            ("Proxy-Authenticate", "Basic"),
+            ("Proxy-Authorization", "Basic eA=="),
+            ("TE", "trailers"),
+            ("Trailer", "x-sum"),
+            ("Transfer-Encoding", "chunked"),
+            ("Upgrade", "websocket"),
+            ("X-Named", "1"),
+            ("X-Other", "2"),
+            ("Close", "kept"),
+            ("Accept", "*/*"),
+            ("X-Request-Id", "r-1"),
+        ]);
+        assert_eq!(
+            names(&forwardable_headers(all_hop)),
+            ["accept", "close", "x-request-id"]
+        );
+        // Each hop-by-hop header alone is dropped too.
+        for hop in &HOP_BY_HOP {
+            let one = map(&[(hop.as_str(), "v"), ("accept", "*/*")]);
+            assert_eq!(names(&forwardable_headers(one)), ["accept"], "{hop}");
+        }
+        let none = map(&[("accept", "*/*"), ("x-a", "1"), ("x-a", "2")]);
+        let kept = forwardable_headers(none.clone());
+        assert_eq!(kept, none);
+    }
+
+    #[test]
+    fn the_audited_path_keeps_query_names_only_and_no_controls() {
+        assert_eq!(redact_query("/a/b", None), "/a/b");
+        assert_eq!(redact_query("/a", Some("")), "/a?");
+        assert_eq!(redact_query("/a", Some("x=1&y&&z=a=b")), "/a?x&y&z");
+        assert_eq!(redact_query("/a\u{7f}b\u{85}ü", None), "/abü");
+        let long = "/".repeat(3000);
+        assert_eq!(redact_query(&long, None).len(), 2048);
+        assert_eq!(printable("req-\u{1b}1", 128), "req-1");
+        assert_eq!(printable(&"é".repeat(200), 128).chars().count(), 128);
     }
 }
