@@ -8,7 +8,8 @@
 #
 # portcullis-warn / -info: the inject route of bench.sh (10 routes, metrics + file audit) at
 # RUST_LOG=warn and at the shipped default info; portcullis-10k-routes: the same at warn with
-# 10,000 routes; bare-pingora: one peer, one injected header.
+# 10,000 routes; portcullis-broker: bench.sh's broker route, the gateway and a real agent both
+# under callgrind, counted together (and each shown); bare-pingora: one peer, one injected header.
 # Prints a table and the ratios to bare Pingora. Requests go to 127.0.0.1 only; everything it
 # starts is stopped on exit.
 source "$(dirname "$0")/lib/bench-lib.sh"
@@ -49,13 +50,14 @@ dump_total() {
     awk '/^totals:/ {t = $2} /^summary:/ {s = $2} END {print (t != "" ? t : s)}' "$1"
 }
 
-declare -A IR
+declare -A IR PARTS
 for name in $WHICH; do
     case "$name" in
         portcullis-warn|portcullis-info) level="${name#portcullis-}" routes=10 ;;
         portcullis-10k-routes) level=warn routes=10000 ;;
+        portcullis-broker) level=broker ;;
         bare-pingora) level="" ;;
-        *) die "unknown system $name (portcullis-warn, portcullis-info, portcullis-10k-routes, bare-pingora)" ;;
+        *) die "unknown system $name (portcullis-warn, portcullis-info, portcullis-10k-routes, portcullis-broker, bare-pingora)" ;;
     esac
     out_dir="$WORK/callgrind-$name"
     mkdir -p "$out_dir"
@@ -63,7 +65,13 @@ for name in $WHICH; do
         local port="$1"
         local vg=(valgrind --tool=callgrind --dump-instr=no --trace-children=no
             "--callgrind-out-file=$out_dir/callgrind.out.%p")
-        if [ -n "$level" ]; then
+        if [ "$level" = broker ]; then
+            # The broker system's own start, with both of its processes under callgrind.
+            SUT_WRAP=("${vg[@]}")
+            system_start "$port"
+            SUT_WRAP=()
+            return 0
+        elif [ -n "$level" ]; then
             PC_ADMIN="$(pick_port)"
             portcullis_config "$WORK/$name.toml" "$port" "$PC_ADMIN" "$routes" "" a
             PORTCULLIS_SECRET_BENCH_BENCH=bench-secret RUST_LOG="$level" \
@@ -75,32 +83,48 @@ for name in $WHICH; do
         SYS_PID=$SPAWN_PID
     }
     log "$name under callgrind: starting (slow)"
+    path=/bench/x SYS_MEASURE_PIDS=()
+    if [ "$level" = broker ]; then
+        # shellcheck disable=SC1091
+        source "$LOAD_TESTS/systems/portcullis-broker.sh"
+        SYS_NAME="cg-$name" SYSTEM_START_SECONDS=300 path="$SYSTEM_PATH"
+    fi
     start_on_free_port "cg-$name" _cg_start 300
-    pid=$SYS_PID url="http://127.0.0.1:$SYS_PORT/bench/x"
+    pids=("${SYS_MEASURE_PIDS[@]:-$SYS_PID}") url="http://127.0.0.1:$SYS_PORT$path"
     read -r ok bad < <(bounded_load "$url" "$WARMUP")
     [ "$bad" = 0 ] && [ "$ok" = "$WARMUP" ] || die "$name warm-up: $ok ok, $bad failed"
-    callgrind_control --zero "$pid" >/dev/null 2>&1 || die "callgrind_control --zero failed for $name"
+    for pid in "${pids[@]}"; do
+        callgrind_control --zero "$pid" >/dev/null 2>&1 || die "callgrind_control --zero failed for $name"
+    done
     log "$name: $REQUESTS requests"
     read -r ok bad < <(bounded_load "$url" "$REQUESTS")
     [ "$bad" = 0 ] && [ "$ok" = "$REQUESTS" ] || die "$name: $ok ok, $bad failed"
     rm -f "$out_dir"/callgrind.out.*
-    callgrind_control --dump "$pid" >/dev/null 2>&1 || die "callgrind_control --dump failed for $name"
-    # The dump is written by the guest shortly after the request; wait for a complete file.
-    dump="" total=""
-    for _ in $(seq 1 600); do
-        dump="$(compgen -G "$out_dir/callgrind.out.*" | head -1 || true)"
-        if [ -n "$dump" ]; then total="$(dump_total "$dump")"; [ -n "$total" ] && break; fi
-        sleep 0.1
+    IR[$name]=0 PARTS[$name]=""
+    labels=(gateway agent)
+    for i in "${!pids[@]}"; do
+        pid="${pids[$i]}"
+        callgrind_control --dump "$pid" >/dev/null 2>&1 || die "callgrind_control --dump failed for $name"
+        # The dump is written by the guest shortly after the request; wait for a complete file.
+        dump="" total=""
+        for _ in $(seq 1 600); do
+            dump="$(compgen -G "$out_dir/callgrind.out.$pid.*" | head -1 || true)"
+            if [ -n "$dump" ]; then total="$(dump_total "$dump")"; [ -n "$total" ] && break; fi
+            sleep 0.1
+        done
+        [ -n "$dump" ] || die "no callgrind dump for $name (pid $pid)"
+        [ -n "$total" ] || die "no total in $dump"
+        IR[$name]=$(( IR[$name] + total ))
+        PARTS[$name]+="${PARTS[$name]:+ + }${labels[$i]} $(( total / REQUESTS ))"
     done
-    [ -n "$dump" ] || die "no callgrind dump for $name"
-    [ -n "$total" ] || die "no total in $dump"
-    IR[$name]="$total"
-    kill_tree "$pid"
+    kill_tree "${pids[@]}"
 done
 
 printf '\n%-18s %16s %14s\n' system instructions instr/request
 for name in $WHICH; do
-    printf '%-18s %16s %14.0f\n' "$name" "${IR[$name]}" "$(echo "${IR[$name]} / $REQUESTS" | bc -l)"
+    printf '%-18s %16s %14.0f' "$name" "${IR[$name]}" "$(echo "${IR[$name]} / $REQUESTS" | bc -l)"
+    if [[ "${PARTS[$name]}" == *+* ]]; then printf '  (%s)' "${PARTS[$name]}"; fi
+    printf '\n'
 done
 if [ -n "${IR[bare-pingora]:-}" ]; then
     for name in $WHICH; do

@@ -371,8 +371,10 @@ portcullis_config() {
 # start_portcullis NAME PORT ROUTES LOG(warn|info) TLS(yes|no) [EXTRA_TOML]: sets SYS_PID,
 # PC_ADMIN, PC_CONFIG. With TLS, PORT is the TLS listener (h1 + h2 by ALPN) and the plain listener
 # gets its own port. PC_ENV (an array of NAME=VALUE, empty by default) is added to the gateway's
-# environment, e.g. the secrets a variant's routes reference.
+# environment, e.g. the secrets a variant's routes reference. SUT_WRAP (an array, empty by
+# default) goes before the gateway's and the agent's binary: callgrind.sh puts valgrind there.
 PC_ENV=()
+SUT_WRAP=()
 start_portcullis() {
     local name="$1" port="$2" routes="$3" level="$4" tls="$5" extra="${6:-}" plain tls_port=""
     PC_ADMIN="$(pick_port)"
@@ -381,7 +383,7 @@ start_portcullis() {
     if [ "$tls" = yes ]; then plain="$(pick_port)"; tls_port="$port"; fi
     portcullis_config "$PC_CONFIG" "$plain" "$PC_ADMIN" "$routes" "$tls_port" a "$extra"
     spawn "$name" env PORTCULLIS_SECRET_BENCH_BENCH=bench-secret RUST_LOG="$level" "${PC_ENV[@]}" \
-        taskset -c "$SUT_CPU" "$PORTCULLIS" run --threads 1 --config "$PC_CONFIG"
+        taskset -c "$SUT_CPU" "${SUT_WRAP[@]}" "$PORTCULLIS" run --threads 1 --config "$PC_CONFIG"
     SYS_PID=$SPAWN_PID
 }
 

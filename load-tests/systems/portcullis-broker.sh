@@ -66,7 +66,7 @@ agent_id = "bench-agent"
 name = "upstream"
 url = "http://127.0.0.1:$UPSTREAM_PORT"
 TOML
-    spawn "$SYS_NAME-agent" on_sut env PORTCULLIS_AGENT_LOG=warn "$AGENT" --config "$dir/agent.toml"
+    spawn "$SYS_NAME-agent" on_sut env PORTCULLIS_AGENT_LOG=warn "${SUT_WRAP[@]}" "$AGENT" --config "$dir/agent.toml"
     local agent=$SPAWN_PID
     BROKER_AGENT_PID=$agent
     SYS_MEASURE_PIDS=("$gw" "$agent")
