@@ -185,9 +185,9 @@ fn request_text(line: &RequestLine<'_>, now: SystemTime) -> Option<String> {
     let mut text = serde_json::to_string(line).ok()?;
     // `{..}` → `{..,"time":".."}`; the timestamp is digits and punctuation, nothing to escape.
     text.pop();
-    write!(
+    writeln!(
         text,
-        ",\"time\":\"{}\"}}\n",
+        ",\"time\":\"{}\"}}",
         humantime::format_rfc3339_millis(now)
     )
     .ok()?;
