@@ -73,11 +73,7 @@ pub struct CountingBody<B> {
 /// The audit line of one request, written when the response body is done (or abandoned).
 struct AuditOnDrop {
     audit: AuditLog,
-    started: Instant,
-    request_id: Option<String>,
-    origin: String,
-    method: String,
-    path: String,
+    facts: RequestFacts,
     status: u16,
     bytes_in: Arc<AtomicU64>,
     bytes_out: Arc<AtomicU64>,
@@ -246,11 +242,7 @@ impl Handler {
                     counter: bytes_out.clone(),
                     _audit: Some(AuditOnDrop {
                         audit: self.audit.clone(),
-                        started: facts.started,
-                        request_id: facts.request_id,
-                        origin: facts.origin,
-                        method: facts.method,
-                        path: facts.path,
+                        facts,
                         status: parts.status.as_u16(),
                         bytes_in,
                         bytes_out,
@@ -262,19 +254,8 @@ impl Handler {
     }
 
     fn deny(&self, facts: RequestFacts, reason: &str, message: &str) -> Response<ResponseBody> {
-        self.audit.request(&RequestLine {
-            event: "request",
-            request_id: facts.request_id.as_deref(),
-            origin: &facts.origin,
-            method: &facts.method,
-            path: &facts.path,
-            decision: "denied",
-            reason: Some(reason),
-            status: 403,
-            bytes_in: 0,
-            bytes_out: 0,
-            duration_ms: ms(facts.started),
-        });
+        self.audit
+            .request(&facts.audit_line("denied", Some(reason), 403, 0, 0));
         let body = json!({
             "error": "agent_denied",
             "reason": reason,
@@ -293,19 +274,13 @@ impl Handler {
         bytes_in: &AtomicU64,
         message: &str,
     ) -> Response<ResponseBody> {
-        self.audit.request(&RequestLine {
-            event: "request",
-            request_id: facts.request_id.as_deref(),
-            origin: &facts.origin,
-            method: &facts.method,
-            path: &facts.path,
-            decision: "allowed",
-            reason: Some(code),
-            status: status.as_u16(),
-            bytes_in: bytes_in.load(Ordering::Relaxed),
-            bytes_out: 0,
-            duration_ms: ms(facts.started),
-        });
+        self.audit.request(&facts.audit_line(
+            "allowed",
+            Some(code),
+            status.as_u16(),
+            bytes_in.load(Ordering::Relaxed),
+            0,
+        ));
         let body = json!({
             "error": code,
             "message": message,
@@ -578,23 +553,45 @@ impl<B: Body<Data = Bytes> + Unpin> Body for CountingBody<B> {
     }
 }
 
-// === impl AuditOnDrop ===
+// === impl RequestFacts ===
 
-impl Drop for AuditOnDrop {
-    fn drop(&mut self) {
-        self.audit.request(&RequestLine {
+impl RequestFacts {
+    /// This request's `request` audit line; the duration runs until now.
+    fn audit_line<'a>(
+        &'a self,
+        decision: &'a str,
+        reason: Option<&'a str>,
+        status: u16,
+        bytes_in: u64,
+        bytes_out: u64,
+    ) -> RequestLine<'a> {
+        RequestLine {
             event: "request",
             request_id: self.request_id.as_deref(),
             origin: &self.origin,
             method: &self.method,
             path: &self.path,
-            decision: "allowed",
-            reason: None,
-            status: self.status,
-            bytes_in: self.bytes_in.load(Ordering::Relaxed),
-            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            decision,
+            reason,
+            status,
+            bytes_in,
+            bytes_out,
             duration_ms: ms(self.started),
-        });
+        }
+    }
+}
+
+// === impl AuditOnDrop ===
+
+impl Drop for AuditOnDrop {
+    fn drop(&mut self) {
+        self.audit.request(&self.facts.audit_line(
+            "allowed",
+            None,
+            self.status,
+            self.bytes_in.load(Ordering::Relaxed),
+            self.bytes_out.load(Ordering::Relaxed),
+        ));
     }
 }
 
