@@ -19,7 +19,7 @@ use super::ctx::RequestCtx;
 use crate::outcome::ErrorCode;
 use crate::upstream::tunnel::connector::TunnelConnector;
 use crate::upstream::tunnel::{Pick, TunnelRegistry};
-use crate::upstream::TargetIndex;
+use crate::upstream::Picked;
 
 /// Chooses and configures the peer for the next connection attempt.
 pub(super) fn saas_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
@@ -34,13 +34,13 @@ pub(super) fn saas_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
     let Some(group) = &state.upstream else {
         return Error::e_explain(ErrorType::InternalError, "route has no upstream group");
     };
-    let Some(backend) = group.select() else {
+    let Some(Picked {
+        addr,
+        target: target_index,
+    }) = group.select()
+    else {
         ctx.denial = Some(ErrorCode::UpstreamUnreachable);
         return Error::e_explain(ErrorType::HTTPStatus(502), "no healthy target");
-    };
-    let Some(addr) = backend.addr.as_inet().copied() else {
-        ctx.denial = Some(ErrorCode::UpstreamUnreachable);
-        return Error::e_explain(ErrorType::HTTPStatus(502), "target is not an inet address");
     };
     // The resolved address is checked here and connected to below: no second resolution.
     if let Err(denied) = route.destinations.check(addr.ip()) {
@@ -49,7 +49,6 @@ pub(super) fn saas_peer(ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
         return Error::e_explain(ErrorType::HTTPStatus(403), "destination denied");
     }
     let targets = route.upstream.targets();
-    let target_index = backend.ext.get::<TargetIndex>().map_or(0, |t| t.0);
     let target = &targets[target_index.min(targets.len() - 1)];
     ctx.target = target_index;
     ctx.upstream_addr = Some(addr);

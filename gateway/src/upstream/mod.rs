@@ -38,6 +38,15 @@ pub(crate) use self::tls::{load_ca_bundle, CaBundle, CaFileError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TargetIndex(pub(crate) usize);
 
+/// A backend chosen for a connection attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Picked {
+    /// The resolved address to connect to.
+    pub(crate) addr: SocketAddr,
+    /// Which of the group's targets the address was resolved from.
+    pub(crate) target: usize,
+}
+
 /// What makes the upstream state of two routes interchangeable.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct GroupKey {
@@ -102,6 +111,18 @@ impl GroupKey {
     }
 }
 
+// === impl Picked ===
+
+impl Picked {
+    /// The address and target of `backend`; `None` for a non-inet address.
+    fn of(backend: &Backend) -> Option<Self> {
+        Some(Picked {
+            addr: *backend.addr.as_inet()?,
+            target: backend.ext.get::<TargetIndex>().map_or(0, |t| t.0),
+        })
+    }
+}
+
 // === impl UpstreamGroup ===
 
 impl UpstreamGroup {
@@ -156,9 +177,21 @@ impl UpstreamGroup {
         }
     }
 
-    /// The next healthy backend, round-robin.
-    pub(crate) fn select(&self) -> Option<Backend> {
-        self.lb.select(b"", 64)
+    /// The address the next connection attempt goes to, and the target it belongs to:
+    /// round-robin among the healthy backends, or the only one there is.
+    ///
+    /// A group with a single backend never has its health checked (see
+    /// [`UpstreamGroup::check_health_if_due`]), so that one is returned as it is: a health mark
+    /// left from when there were more could never be lifted, and the real connection attempt
+    /// gives the caller the precise error. It is also the common case, and skips the load
+    /// balancer's per-pick hashing and `Backend` clone.
+    pub(crate) fn select(&self) -> Option<Picked> {
+        let backends = self.lb.backends().get_backend();
+        if backends.len() == 1 {
+            return backends.first().and_then(Picked::of);
+        }
+        drop(backends);
+        self.lb.select(b"", 64).as_ref().and_then(Picked::of)
     }
 
     /// Every resolved address with its health.
