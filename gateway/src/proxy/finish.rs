@@ -5,12 +5,14 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use pingora::proxy::Session;
 use pingora::{Error, ErrorSource};
 
 use super::ctx::RequestCtx;
 use super::error::upstream_error_kind;
+use crate::clock::unix_ms;
 use crate::observe::audit::AuditEvent;
 use crate::observe::metrics::Answer;
 use crate::observe::record::{redact_query, RequestRecord, Upstream};
@@ -99,7 +101,9 @@ fn emit(recorders: &Recorders, ctx: &mut RequestCtx, ending: Ending<'_>) {
     } = ending;
     let rt = Arc::clone(&ctx.runtime);
     let state = ctx.route.map(|i| &rt.routes[i]);
-    let duration = ctx.started.elapsed();
+    // One clock read for the duration, the metrics window and the secrets' last use.
+    let ended = Instant::now();
+    let duration = ended.saturating_duration_since(ctx.started);
 
     if rt.config.metrics_enabled {
         let metrics = state.map_or(recorders.metrics.unrouted(), |s| &s.metrics);
@@ -108,7 +112,7 @@ fn emit(recorders: &Recorders, ctx: &mut RequestCtx, ending: Ending<'_>) {
         } else {
             Answer::Status(status)
         };
-        metrics.observe(&ctx.method, answer, duration);
+        metrics.observe_at(&ctx.method, answer, duration, ended);
         if let Some(code) = ctx.denial {
             metrics.denied(code);
         }
@@ -117,8 +121,9 @@ fn emit(recorders: &Recorders, ctx: &mut RequestCtx, ending: Ending<'_>) {
         }
     }
     if let (Some(state), Some(upstream_status)) = (state, ctx.upstream_status) {
+        let ended_ms = unix_ms(ctx.arrived + duration);
         for usage in &state.secret_usage {
-            usage.used();
+            usage.used_at(ended_ms);
             if upstream_status == 401 || upstream_status == 403 {
                 usage.auth_failed(upstream_status);
             }

@@ -50,9 +50,15 @@ pub(crate) struct SecretUsageRegistry {
 
 impl SecretUsage {
     /// A request went upstream with this secret.
+    #[cfg(test)]
     pub(crate) fn used(&self) {
+        self.used_at(now_ms());
+    }
+
+    /// A request that ended at `at_ms` (Unix milliseconds) went upstream with this secret.
+    pub(crate) fn used_at(&self, at_ms: u64) {
         self.use_count.fetch_add(1, Ordering::Relaxed);
-        self.last_used_ms.store(now_ms(), Ordering::Relaxed);
+        self.last_used_ms.store(at_ms, Ordering::Relaxed);
     }
 
     /// The upstream answered 401 or 403 to a request carrying this secret.

@@ -253,6 +253,7 @@ impl RouteMetrics {
     }
 
     /// Records one finished request; as [`RouteMetrics::observe_at`] at `Instant::now()`.
+    #[cfg(test)]
     pub(crate) fn observe(&self, method: &Method, answer: Answer, duration: Duration) {
         self.observe_at(method, answer, duration, Instant::now());
     }
