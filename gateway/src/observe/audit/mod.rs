@@ -4,8 +4,8 @@
 //! reordered a line.
 //!
 //! Writing never blocks the request path. [`AuditLog::record`] hands the event to a bounded
-//! channel; an [`AuditWriter`] task drains it, formats and hashes the lines on the blocking
-//! pool, and writes them to stdout or to a file rotated by size. When the writer falls behind,
+//! channel; an [`AuditWriter`] task, on a thread of its own, drains it, formats and hashes the
+//! lines, and writes them to stdout or to a file rotated by size. When the writer falls behind,
 //! the [`OverflowPolicy`] decides: `drop` counts the lost events and reports them in
 //! [`AuditStats`]; `fail_closed` makes [`AuditLog::reserve`] fail, so the gateway refuses the
 //! requests it could not audit. A failing sink (disk full, directory gone) marks the log

@@ -1,8 +1,10 @@
-//! The writer task: drains the queue in batches, formats and hashes lines off the async
-//! runtime, writes them to the sink, and tells `forward` events that their line is written.
+//! The writer task: drains the queue in batches, formats and hashes the lines, writes them to
+//! the sink, and tells `forward` events that their line is written. It runs on a thread of its
+//! own, so it writes where it runs.
 
 use std::borrow::Cow;
 use std::io::{self, Write};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +31,7 @@ pub(crate) struct AuditWriter {
     state: Option<WriterState>,
 }
 
-/// Everything the writer needs off the async runtime: moved into the blocking pool per batch.
+/// Everything the writer needs to encode, hash and write lines.
 #[derive(Debug)]
 struct WriterState {
     output: Output,
@@ -101,8 +103,8 @@ impl AuditWriter {
                     }
                     // Linger briefly, without polling the channel (each poll that finds it empty
                     // arms a wake-up per sent line), then take what arrived: under load this
-                    // turns one cross-thread wake, one hand-off to the blocking pool and one
-                    // write(2) per request into one per batch. A request waiting for its
+                    // turns one cross-thread wake and one write(2) per request into one per
+                    // batch. A request waiting for its
                     // `forward` line is not kept waiting for company.
                     let waited_for = batch.iter().any(|e| matches!(e, AuditEvent::Forward(..)));
                     if batch.len() < BATCH && !waited_for {
@@ -123,9 +125,8 @@ impl AuditWriter {
                 }
                 () = tokio::time::sleep(RETRY_INTERVAL), if retry => {}
             }
-            match write_off_thread(state, batch).await {
-                Some((s, b)) => (state, batch) = (s, b),
-                None => return,
+            if !write_here(&mut state, &mut batch) {
+                return;
             }
         }
         // Refuse new events, then write the ones already queued.
@@ -133,31 +134,30 @@ impl AuditWriter {
         while let Ok(event) = rx.try_recv() {
             batch.push(event);
         }
-        if let Some((mut state, _)) = write_off_thread(state, batch).await {
-            let _ = tokio::task::spawn_blocking(move || state.sync()).await;
+        if write_here(&mut state, &mut batch) {
+            state.sync();
         }
     }
 }
 
-/// Writes a batch on the blocking pool, so that file IO never stalls the runtime's workers.
-async fn write_off_thread(
-    mut state: WriterState,
-    mut batch: Vec<AuditEvent>,
-) -> Option<(WriterState, Vec<AuditEvent>)> {
-    let shared = state.shared.clone();
-    let task = tokio::task::spawn_blocking(move || {
-        state.write_batch(&mut batch);
-        (state, batch)
-    });
-    match task.await {
-        Ok(done) => Some(done),
-        Err(e) => {
-            shared.write_errors.fetch_add(1, Ordering::Relaxed);
-            shared.healthy.store(false, Ordering::Release);
-            tracing::error!(error = %e, "the audit writer failed; audit lines are no longer written");
-            None
-        }
+/// Writes a batch on the calling thread, and says whether the writer can go on.
+///
+/// The writer has a thread and a runtime of its own (see `app::run`), so a slow disk stalls
+/// nothing else there; handing every batch to the blocking pool, as it once did, cost two thread
+/// switches and a wake-up per batch on the gateway's core. A panic while writing (a bug) is
+/// caught here: the log is marked unhealthy, which `fail_closed` turns into refusals, and the
+/// writer stops.
+fn write_here(state: &mut WriterState, batch: &mut Vec<AuditEvent>) -> bool {
+    let written = std::panic::catch_unwind(AssertUnwindSafe(|| state.write_batch(batch)));
+    if written.is_ok() {
+        return true;
     }
+    // The events' `forward` requesters learn it from their dropped acknowledgements.
+    batch.clear();
+    state.shared.write_errors.fetch_add(1, Ordering::Relaxed);
+    state.shared.healthy.store(false, Ordering::Release);
+    tracing::error!("the audit writer failed; audit lines are no longer written");
+    false
 }
 
 // === impl WriterState ===
