@@ -180,11 +180,11 @@ impl UpstreamGroup {
     /// The address the next connection attempt goes to, and the target it belongs to:
     /// round-robin among the healthy backends, or the only one there is.
     ///
-    /// A group with a single backend never has its health checked (see
-    /// [`UpstreamGroup::check_health_if_due`]), so that one is returned as it is: a health mark
-    /// left from when there were more could never be lifted, and the real connection attempt
-    /// gives the caller the precise error. It is also the common case, and skips the load
-    /// balancer's per-pick hashing and `Backend` clone.
+    /// A lone backend is returned whatever its health mark: with nothing to fail over to, the
+    /// real connection attempt gives the caller the precise error (refused, timeout), as
+    /// [`UpstreamGroup::check_health_if_due`] intends, and a mark left from when there were more
+    /// addresses cannot strand the route (a group of one target is never checked again). It is
+    /// also the common case, and skips the load balancer's per-pick hashing and `Backend` clone.
     pub(crate) fn select(&self) -> Option<Picked> {
         let backends = self.lb.backends().get_backend();
         if backends.len() == 1 {
