@@ -104,8 +104,8 @@ impl AuditWriter {
                     // Linger briefly, without polling the channel (each poll that finds it empty
                     // arms a wake-up per sent line), then take what arrived: under load this
                     // turns one cross-thread wake and one write(2) per request into one per
-                    // batch. A request waiting for its
-                    // `forward` line is not kept waiting for company.
+                    // batch. A request waiting for its `forward` line is not kept waiting for
+                    // company.
                     let waited_for = batch.iter().any(|e| matches!(e, AuditEvent::Forward(..)));
                     if batch.len() < BATCH && !waited_for {
                         tokio::time::sleep(LINGER).await;
